@@ -99,3 +99,24 @@ class MalformedPacket(MQTTError):
 class ProtocolError(MQTTError):
     def __init__(self, message: str) -> None:
         super().__init__(ReasonCode.PROTOCOL_ERROR, message)
+
+
+class PacketTooLarge(MQTTError):
+    def __init__(self, message: str) -> None:
+        super().__init__(ReasonCode.PACKET_TOO_LARGE, message)
+
+
+class UnsupportedProtocolVersion(MQTTError):
+    """A CONNECT whose protocol name/level is not MQTT/4, MQTT/5 or MQIsdp/3.
+
+    ``protocol_level`` and ``protocol_name`` are what the client sent (``protocol_level`` is
+    None when the packet ended before the level byte); the server answers with a 3.1.1-format
+    CONNACK (return code 1) and closes.
+    """
+
+    def __init__(
+        self, message: str, protocol_level: int | None = None, protocol_name: str | None = None
+    ) -> None:
+        super().__init__(ReasonCode.UNSUPPORTED_PROTOCOL_VERSION, message)
+        self.protocol_level = protocol_level
+        self.protocol_name = protocol_name
