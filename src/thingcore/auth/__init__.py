@@ -1,1 +1,24 @@
-"""auth"""
+"""Authentication and authorization hooks: identities, the password file, access rules."""
+
+from thingcore.auth.acl import Rule, build_authorizer, filter_covers, parse_rules, topic_matches
+from thingcore.auth.identity import Action, Authenticator, Authorizer, AuthResult, Identity
+from thingcore.auth.passwords import PasswordFile, PasswordFileError
+from thingcore.auth.policy import build_authenticator, is_loopback, login_name
+
+__all__ = [
+    "Action",
+    "AuthResult",
+    "Authenticator",
+    "Authorizer",
+    "Identity",
+    "PasswordFile",
+    "PasswordFileError",
+    "Rule",
+    "build_authenticator",
+    "build_authorizer",
+    "filter_covers",
+    "is_loopback",
+    "login_name",
+    "parse_rules",
+    "topic_matches",
+]

@@ -1,0 +1,328 @@
+"""Access rules from configuration, compiled into an :data:`~thingcore.auth.identity.Authorizer`.
+
+A rule is a dict::
+
+    {"effect": "deny" | "allow",
+     "action": "connect" | "publish" | "subscribe" | "receive" | "all"   (or a list of them),
+     "topic": "<MQTT filter; %c = client id, %u = user name>"            (optional),
+     "username": "...", "client_id": "...", "principal": "...",          (optional, exact match)
+     "anonymous": true | false,                                          (optional)
+     "reason_code": 0x87}                                                (optional, deny only)
+
+The first rule that matches wins; when none matches, access is allowed. A rule without
+``topic`` matches every topic and also CONNECT; a rule with a ``topic`` never matches CONNECT.
+
+Matching per action:
+
+* PUBLISH and RECEIVE: the rule's filter is matched against the message topic (``+`` one level,
+  ``#`` the rest including the parent level, a filter starting with a wildcard never matches a
+  topic starting with ``$``).
+* SUBSCRIBE: the rule matches when the requested filter is *covered* by the rule's filter, i.e.
+  every topic the subscription could receive is also matched by the rule (equal filters included).
+  So ``deny subscribe secret/#`` refuses ``secret/#``, ``secret/+`` and ``secret/a``, and
+  ``deny subscribe test/nosubscribe`` refuses exactly that filter. A filter that only *overlaps*
+  the rule (``#``, ``+/a``) is not refused: refusing it would break every wildcard subscriber
+  (dashboards, bridges) as soon as one deny rule exists. What actually keeps those messages from
+  reaching such subscribers is a RECEIVE rule (``"action": ["subscribe", "receive"]`` or
+  ``"all"``), which the broker checks per delivered message. Symmetrically, ``allow subscribe
+  sensors/#`` lets a client subscribe to ``sensors/+/temp`` but not to ``#``.
+
+Substitution: ``%c`` and ``%u`` are replaced by the client id and the user name. When the value
+is missing (no user name) or contains ``+``, ``#`` or ``/``, a rule that needs it does not match
+(so a client called ``#`` cannot turn ``devices/%c/#`` into ``devices/#/#``).
+
+Cost: with no rules :func:`build_authorizer` returns a constant allow-all function. Otherwise the
+rules are compiled once, grouped by action (an action no rule mentions costs one dict lookup),
+and results are cached per (action, topic[, identity]) in a bounded dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from thingcore.auth.identity import Action, Authorizer, Identity
+from thingcore.mqtt.reason_codes import ReasonCode
+
+_KEYS = {"effect", "action", "topic", "username", "client_id", "principal", "anonymous", "reason_code"}
+_ALL_ACTIONS = tuple(Action)
+
+
+# -- topic matching (no regular expressions) ------------------------------------------------
+
+
+def valid_filter(topic_filter: str) -> bool:
+    if not topic_filter or "\x00" in topic_filter:
+        return False
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return False
+        if "+" in level and level != "+":
+            return False
+    return True
+
+
+def levels_match(flt: tuple[str, ...] | list[str], topic: list[str]) -> bool:
+    """Whether a filter (split on "/") matches a topic name (split on "/")."""
+    if topic and topic[0][:1] == "$" and flt and flt[0] in ("+", "#"):
+        return False
+    n = len(topic)
+    for i, f in enumerate(flt):
+        if f == "#":
+            return True
+        if i >= n:
+            return False
+        if f != "+" and f != topic[i]:
+            return False
+    return len(flt) == n
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    return levels_match(topic_filter.split("/"), topic.split("/"))
+
+
+def filter_covers(outer: tuple[str, ...] | list[str], inner: list[str]) -> bool:
+    """Whether every topic matched by filter ``inner`` is matched by filter ``outer``."""
+    if outer and outer[0] in ("+", "#") and inner and inner[0][:1] == "$":
+        return False
+    n = len(inner)
+    for i, o in enumerate(outer):
+        if o == "#":
+            return True
+        if i >= n:
+            return False
+        f = inner[i]
+        if f == "#":
+            return False
+        if o == "+":
+            continue
+        if f != o:  # a literal never covers "+"
+            return False
+    return len(outer) == n
+
+
+# -- rules ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class Rule:
+    effect: str  # "allow" | "deny"
+    actions: frozenset[Action]
+    topic: str | None
+    username: str | None = None
+    client_id: str | None = None
+    principal: str | None = None
+    anonymous: bool | None = None
+    reason_code: int = int(ReasonCode.NOT_AUTHORIZED)
+
+    @property
+    def substitutes(self) -> bool:
+        return self.topic is not None and ("%c" in self.topic or "%u" in self.topic)
+
+
+def _parse_actions(value: Any, where: str) -> frozenset[Action]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ValueError(f"{where}: 'action' must be a name or a non-empty list of names")
+    out: set[Action] = set()
+    for item in items:
+        name = str(item).lower()
+        if name == "all":
+            out.update(_ALL_ACTIONS)
+            continue
+        try:
+            out.add(Action(name))
+        except ValueError:
+            choices = ", ".join([*(a.value for a in Action), "all"])
+            raise ValueError(f"{where}: unknown action {item!r} (expected one of {choices})") from None
+    return frozenset(out)
+
+
+def parse_rule(raw: Mapping[str, Any], index: int = 0) -> Rule:
+    where = f"access rule {index + 1}"
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: expected a table/dict, got {type(raw).__name__}")
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    effect = str(raw.get("effect", "")).lower()
+    if effect not in ("allow", "deny"):
+        raise ValueError(f"{where}: 'effect' must be 'allow' or 'deny'")
+    actions = _parse_actions(raw.get("action", "all"), where)
+    topic = raw.get("topic")
+    if topic is not None:
+        topic = str(topic)
+        if not valid_filter(topic):
+            raise ValueError(f"{where}: {topic!r} is not a valid MQTT topic filter")
+    reason = raw.get("reason_code", int(ReasonCode.NOT_AUTHORIZED))
+    try:
+        reason = int(reason, 0) if isinstance(reason, str) else int(reason)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: 'reason_code' must be an integer") from None
+    if effect == "deny" and not 0x80 <= reason <= 0xFF:
+        raise ValueError(f"{where}: 'reason_code' of a deny rule must be between 0x80 and 0xFF")
+    anonymous = raw.get("anonymous")
+    if anonymous is not None and not isinstance(anonymous, bool):
+        raise ValueError(f"{where}: 'anonymous' must be true or false")
+
+    def opt(key: str) -> str | None:
+        v = raw.get(key)
+        return None if v is None else str(v)
+
+    return Rule(
+        effect=effect,
+        actions=actions,
+        topic=topic,
+        username=opt("username"),
+        client_id=opt("client_id"),
+        principal=opt("principal"),
+        anonymous=anonymous,
+        reason_code=reason if effect == "deny" else 0,
+    )
+
+
+def parse_rules(rules: Iterable[Mapping[str, Any]] | None) -> list[Rule]:
+    """Validate configuration rules; ``ValueError`` names the first bad rule."""
+    return [parse_rule(r, i) for i, r in enumerate(rules or ())]
+
+
+# -- compilation ---------------------------------------------------------------------------
+
+_Check = Callable[[Identity, str | None, list[str] | None], bool]
+
+
+def _substitute(topic: str, identity: Identity) -> list[str] | None:
+    out = topic
+    if "%c" in out:
+        cid = identity.client_id
+        if not cid or "+" in cid or "#" in cid or "/" in cid:
+            return None
+        out = out.replace("%c", cid)
+    if "%u" in out:
+        user = identity.username
+        if not user or "+" in user or "#" in user or "/" in user:
+            return None
+        out = out.replace("%u", user)
+    return out.split("/")
+
+
+def _compile(rule: Rule, action: Action) -> _Check:
+    """A predicate (identity, topic, topic levels) -> does this rule apply."""
+    conds: list[Callable[[Identity], bool]] = []
+    if rule.username is not None:
+        conds.append(lambda i, v=rule.username: i.username == v)
+    if rule.client_id is not None:
+        conds.append(lambda i, v=rule.client_id: i.client_id == v)
+    if rule.principal is not None:
+        conds.append(lambda i, v=rule.principal: i.principal == v)
+    if rule.anonymous is not None:
+        conds.append(lambda i, v=rule.anonymous: i.anonymous == v)
+
+    def who(identity: Identity) -> bool:
+        return all(c(identity) for c in conds)
+
+    topic = rule.topic
+    if topic is None:
+        if not conds:
+            return lambda identity, t, levels: True
+        return lambda identity, t, levels: who(identity)
+
+    match = filter_covers if action is Action.SUBSCRIBE else levels_match
+    if rule.substitutes:
+
+        def check_sub(identity: Identity, t: str | None, levels: list[str] | None) -> bool:
+            if levels is None or not who(identity):
+                return False
+            flt = _substitute(topic, identity)
+            return flt is not None and match(flt, levels)
+
+        return check_sub
+
+    flt = tuple(topic.split("/"))
+    if not conds:
+        return lambda identity, t, levels: levels is not None and match(flt, levels)
+    return lambda identity, t, levels: levels is not None and who(identity) and match(flt, levels)
+
+
+def _allow_all(identity: Identity, action: Action, topic: str | None) -> int:
+    return 0
+
+
+def build_authorizer(
+    rules: Iterable[Mapping[str, Any] | Rule] | None, *, cache_size: int = 65_536
+) -> Authorizer:
+    """Compile access rules (dicts as in configuration, or :class:`Rule`) into an Authorizer."""
+    parsed = [r if isinstance(r, Rule) else parse_rule(r, i) for i, r in enumerate(rules or ())]
+    if not parsed:
+        return _allow_all
+
+    by_action: dict[Action, list[tuple[_Check, int]]] = {}
+    for action in _ALL_ACTIONS:
+        compiled = [(_compile(r, action), r.reason_code) for r in parsed if action in r.actions]
+        # Trailing allow rules change nothing (no match means allow): drop them.
+        while compiled and compiled[-1][1] == 0:
+            compiled.pop()
+        if compiled:
+            by_action[action] = compiled
+    if not by_action:
+        return _allow_all
+
+    needs_identity = any(
+        r.username is not None
+        or r.client_id is not None
+        or r.principal is not None
+        or r.anonymous is not None
+        or r.substitutes
+        for r in parsed
+    )
+    cache: dict[tuple[Any, ...], int] = {}
+
+    def authorize(identity: Identity, action: Action, topic: str | None) -> int:
+        checks = by_action.get(action)
+        if checks is None:
+            return 0
+        if needs_identity:
+            key: tuple[Any, ...] = (
+                action,
+                topic,
+                identity.client_id,
+                identity.username,
+                identity.principal,
+                identity.anonymous,
+            )
+        else:
+            key = (action, topic)
+        result = cache.get(key)
+        if result is not None:
+            return result
+        levels = topic.split("/") if topic is not None else None
+        result = 0
+        for check, code in checks:
+            if check(identity, topic, levels):
+                result = code
+                break
+        if len(cache) >= cache_size:
+            # Evict the oldest entry (dicts keep insertion order).
+            try:
+                del cache[next(iter(cache))]
+            except (StopIteration, KeyError):
+                pass
+        cache[key] = result
+        return result
+
+    authorize.rules = parsed  # type: ignore[attr-defined]
+    authorize.cache = cache  # type: ignore[attr-defined]
+    return authorize
+
+
+__all__ = [
+    "Rule",
+    "build_authorizer",
+    "filter_covers",
+    "parse_rule",
+    "parse_rules",
+    "topic_matches",
+    "valid_filter",
+]

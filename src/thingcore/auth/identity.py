@@ -1,0 +1,56 @@
+"""Who a connection is, and the hook signatures the broker calls with it.
+
+The broker builds one :class:`Identity` per connection (from the listener, the peer address, the
+TLS client certificate if any, and the CONNECT packet), calls the :data:`Authenticator` once at
+CONNECT, and the :data:`Authorizer` for every CONNECT / PUBLISH / SUBSCRIBE / delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    CONNECT = "connect"
+    PUBLISH = "publish"
+    SUBSCRIBE = "subscribe"
+    RECEIVE = "receive"
+
+
+@dataclass(slots=True)
+class Identity:
+    client_id: str
+    username: str | None
+    # Who authenticated: certificate subject (RFC 4514 string) or username; None for anonymous.
+    principal: str | None
+    # Listener name: "mqtt", "mqtts", "ws", "wss", "http".
+    listener: str
+    # Peer IP address.
+    address: str
+    port: int = 0
+    # SHA-256 hex of the client certificate (DER), lower case.
+    cert_fingerprint: str | None = None
+    anonymous: bool = True
+
+
+@dataclass(slots=True)
+class AuthResult:
+    # 0 accepted, else an MQTT 5 CONNACK reason code (0x86 bad user/password, 0x87 not authorized,
+    # 0x8A banned ...).
+    reason_code: int = 0
+    principal: str | None = None
+    reason_string: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason_code == 0
+
+
+# (identity with username, password) -> result. Called once per CONNECT.
+Authenticator = Callable[[Identity, bytes | None], Awaitable[AuthResult]]
+# (identity, action, topic or filter) -> 0 allow, or the reason code to refuse with.
+Authorizer = Callable[[Identity, Action, str | None], int]
+
+__all__ = ["Action", "AuthResult", "Authenticator", "Authorizer", "Identity"]
