@@ -1,0 +1,3 @@
+from thingcore.cli import main
+
+main()

@@ -1,0 +1,523 @@
+"""The broker core: sessions, routing, retained messages, wills, and the in-process bus.
+
+It knows nothing about sockets (connections call it) and nothing about shadows or rules (they are
+bus subscribers). ``publish(message)`` is the one entry point for every message, whoever sent it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from thingcore.auth import Action, AuthResult, Identity
+from thingcore.broker.message import Message
+from thingcore.broker.retained import RetainedStore
+from thingcore.broker.router import Entry, Router
+from thingcore.broker.session import NEVER_EXPIRES, Session
+from thingcore.mqtt import MQTTError, ReasonCode
+from thingcore.mqtt.packets import MQTT_5, Connect, Subscription
+from thingcore.mqtt.topics import validate_topic_name
+
+if TYPE_CHECKING:
+    from thingcore.broker.connection import Connection
+    from thingcore.config import Settings
+    from thingcore.storage import Storage
+
+log = logging.getLogger("thingcore.broker")
+
+MessageHandler = Callable[[Message], Any]
+EventHook = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class Stats:
+    connections_total: int = 0
+    connects_refused: int = 0
+    connect_timeouts: int = 0
+    protocol_errors: int = 0
+    msgs_in: int = 0
+    msgs_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    dropped: int = 0
+    expired: int = 0
+    publishes_refused: int = 0
+    slow_consumers: int = 0
+    wills_published: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class BusSubscription:
+    """An in-process subscriber (shadow service, rules engine, dashboard feed)."""
+
+    __slots__ = ("client_id", "filter", "handler", "qos")
+
+    def __init__(self, name: str, topic_filter: str, handler: MessageHandler, qos: int) -> None:
+        self.client_id = name
+        self.filter = topic_filter
+        self.handler = handler
+        self.qos = qos
+
+    def deliver(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...], cache: dict | None) -> None:
+        try:
+            self.handler(msg)
+        except Exception:
+            log.exception("bus subscriber %s failed on %s", self.client_id, msg.topic)
+
+
+def _allow_all(_identity: Identity, _action: Action, _topic: str | None) -> int:
+    return 0
+
+
+async def _allow_anyone(_identity: Identity, _password: bytes | None) -> AuthResult:
+    return AuthResult()
+
+
+class Broker:
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage | None = None,
+        authenticate: Callable[..., Any] | None = None,
+        authorize: Callable[[Identity, Action, str | None], int] | None = None,
+        *,
+        authorize_is_trivial: bool | None = None,
+    ) -> None:
+        limits = settings.limits
+        self.settings = settings
+        self.storage = storage
+        self.authenticate = authenticate or _allow_anyone
+        self.authorize = authorize or _allow_all
+        self.authorize_all = authorize is None or authorize is _allow_all if authorize_is_trivial is None \
+            else authorize_is_trivial
+        self.aws_profile = settings.profile == "aws"
+        self.max_packet_size = limits.max_packet_size
+        self.max_inflight = limits.max_inflight
+        self.max_queued = limits.max_queued_messages
+        self.queue_qos0 = limits.queue_qos0
+        self.connect_timeout = limits.connect_timeout
+        self.max_output_buffer = limits.max_output_buffer
+        self.receive_maximum = limits.receive_maximum
+        self.topic_alias_maximum = limits.topic_alias_maximum
+        self.max_connections = limits.max_connections
+        self.max_client_id = limits.max_client_id_length
+        self.max_qos = 1 if self.aws_profile else 2
+        self.subscription_identifiers = not self.aws_profile
+        self.max_subscriptions = 50 if self.aws_profile else 0
+        if self.aws_profile:
+            self.topic_alias_maximum = min(self.topic_alias_maximum, 8)
+            self.max_client_id = min(self.max_client_id, 128)
+            self.max_inflight = min(self.max_inflight, 100)
+            self.receive_maximum = min(self.receive_maximum, 100)
+        self.topic_limits = self._aws_topic_limits if self.aws_profile else None
+        self.filter_limits = self._aws_filter_limits if self.aws_profile else None
+        self.connack_properties: dict[str, Any] = {
+            "receive_maximum": self.receive_maximum,
+            "maximum_packet_size": self.max_packet_size,
+            "topic_alias_maximum": self.topic_alias_maximum,
+        }
+        if self.max_qos < 2:
+            self.connack_properties["maximum_qos"] = self.max_qos
+        if not self.subscription_identifiers:
+            self.connack_properties["subscription_identifier_available"] = 0
+        self.sessions: dict[str, Session] = {}
+        self.connections: set[Connection] = set()
+        self.router = Router()
+        self.retained = RetainedStore()
+        self.stats = Stats()
+        self.hooks: list[EventHook] = []
+        self._shared_rr: dict[tuple[str, str], int] = {}
+        self._bus_seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- start and stop --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.storage is None:
+            return
+        for _topic, record in await self.storage.load_retained():
+            msg, _ = Message.from_record(record)
+            self.retained.set(msg)
+        now = time.time()
+        for stored in await self.storage.load_sessions():
+            meta = orjson.loads(stored.meta)
+            session = Session(self, stored.client_id, meta["expiry"], meta["level"])
+            session.disconnected_at = meta.get("disconnected_at") or now
+            for key, qos, nl, rap, rh, sid in meta["subs"]:
+                from thingcore.mqtt.topics import parse_shared
+
+                group, bare = parse_shared(key)
+                self.add_subscription(session, key, Entry(qos, nl, rap, rh, sid), group, bare)
+            session.restore(stored.messages, stored.inbound_qos2)
+            self.sessions[session.client_id] = session
+            self._schedule_expiry(session, now)
+        log.info("restored %d retained messages and %d sessions", len(self.retained), len(self.sessions))
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Tell every client the server is shutting down (v5 0x8B) and save session state."""
+        for conn in list(self.connections):
+            conn.disconnect_reason = "SERVER_INITIATED_DISCONNECT"
+            conn.close(ReasonCode.SERVER_SHUTTING_DOWN, "server shutting down")
+        deadline = time.monotonic() + grace
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        now = time.time()
+        for session in self.sessions.values():
+            if session.persistent:
+                if session.disconnected_at is None:
+                    session.disconnected_at = now
+                session.save()
+            for handle in (session.expiry_handle, session.will_handle):
+                if handle is not None:
+                    handle.cancel()
+        if self.storage is not None:
+            await self.storage.flush()
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def connection_opened(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        self.stats.connections_total += 1
+
+    def check_connect(self, conn: Connection, packet: Connect, client_id: str) -> tuple[int, str]:
+        if len(client_id.encode()) > self.max_client_id:
+            return ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client id too long"
+        if self.aws_profile and packet.client_id.startswith("$"):
+            return ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client ids starting with $ are reserved"
+        if self.max_connections and self.connected_count() >= self.max_connections \
+                and client_id not in self.sessions:
+            return ReasonCode.QUOTA_EXCEEDED if packet.protocol_level == MQTT_5 else ReasonCode.SERVER_UNAVAILABLE, \
+                "connection limit reached"
+        will = packet.will
+        if will is not None:
+            try:
+                validate_topic_name(will.topic)
+            except MQTTError as exc:
+                return exc.reason_code, "invalid will topic"
+            if will.qos > self.max_qos:
+                return ReasonCode.QOS_NOT_SUPPORTED, f"will QoS {will.qos} is not supported"
+            if self.topic_limits is not None:
+                reason = self.topic_limits(will.topic, len(will.payload), will.retain)
+                if reason:
+                    return reason, "will topic not allowed"
+            if will.properties.get("payload_format_indicator") == 1:
+                try:
+                    will.payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    return ReasonCode.PAYLOAD_FORMAT_INVALID, "will payload is not UTF-8"
+        return 0, ""
+
+    def connected_count(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.connection is not None)
+
+    def effective_keep_alive(self, requested: int) -> int:
+        if self.aws_profile:
+            if requested == 0 or requested > 1200:
+                return 1200
+            return max(requested, 30)
+        limit = self.settings.limits.max_keepalive
+        if limit < 65535 and (requested == 0 or requested > limit):
+            return limit
+        return requested
+
+    def cap_session_expiry(self, expiry: int) -> int:
+        cap = self.settings.limits.session_expiry_max
+        if cap is not None and expiry > cap:
+            return cap
+        return expiry
+
+    def attach(self, conn: Connection, client_id: str, clean_start: bool, expiry: int) -> tuple[Session, bool]:
+        """Give the connection its session: take over, resume or start fresh."""
+        existing = self.sessions.get(client_id)
+        if existing is not None and existing.connection is not None:
+            old = existing.connection
+            old.disconnect_reason = "DUPLICATE_CLIENTID"
+            self._connection_ended(old)
+            old.close(ReasonCode.SESSION_TAKEN_OVER, "another connection took over this client id")
+        if existing is not None and (clean_start or existing.discarded):
+            self._discard(existing)
+            existing = None
+        if existing is None:
+            session = Session(self, client_id, expiry, conn.level)
+            self.sessions[client_id] = session
+            present = False
+        else:
+            session = existing
+            present = True
+            for attr in ("expiry_handle", "will_handle"):
+                handle = getattr(session, attr)
+                if handle is not None:
+                    handle.cancel()
+                    setattr(session, attr, None)
+            session.will_message = None
+            if session.persistent and not expiry and self.storage is not None:
+                self.storage.delete_session(client_id)
+        session.expiry_interval = expiry
+        session.protocol_level = conn.level
+        session.connection = conn
+        session.identity = conn.identity
+        session.disconnected_at = None
+        if not present or session.persistent:
+            session.save()
+        return session, present
+
+    def client_connected(self, conn: Connection) -> None:
+        self._emit("connected", conn, {})
+
+    def connection_closed(self, conn: Connection, was_connected: bool) -> None:
+        self.connections.discard(conn)
+        if was_connected:
+            self._connection_ended(conn)
+
+    def _connection_ended(self, conn: Connection) -> None:
+        session = conn.session
+        if session is None or session.connection is not conn:
+            return
+        session.connection = None
+        now = time.time()
+        session.disconnected_at = now
+        self._emit("disconnected", conn, {"reason": conn.disconnect_reason, "graceful": conn.graceful})
+        will = conn.will
+        conn.will = None
+        if will is not None:
+            delay = min(conn.will_delay, session.expiry_interval)
+            if delay <= 0:
+                self._publish_will(will)
+            else:
+                session.will_message = will
+                session.will_handle = self._loop.call_later(delay, self._delayed_will, session)
+        if not session.persistent:
+            self._discard(session)
+        else:
+            session.save()
+            self._schedule_expiry(session, now)
+
+    def _delayed_will(self, session: Session) -> None:
+        session.will_handle = None
+        will, session.will_message = session.will_message, None
+        if will is not None and session.connection is None:
+            self._publish_will(will)
+
+    def _publish_will(self, will: Message) -> None:
+        self.stats.wills_published += 1
+        will.received_at = time.time()
+        self.publish(will)
+
+    def _schedule_expiry(self, session: Session, now: float) -> None:
+        if session.expiry_interval >= NEVER_EXPIRES or self._loop is None:
+            return
+        left = session.expiry_interval - (now - (session.disconnected_at or now))
+        session.expiry_handle = self._loop.call_later(max(left, 0), self._expire, session)
+
+    def _expire(self, session: Session) -> None:
+        session.expiry_handle = None
+        if session.connection is not None or self.sessions.get(session.client_id) is not session:
+            return
+        if session.will_handle is not None:  # the will is due no later than the session's end
+            session.will_handle.cancel()
+            self._delayed_will(session)
+        log.info("session %s expired", session.client_id)
+        self._discard(session)
+
+    def _discard(self, session: Session) -> None:
+        for _key, (_entry, group, bare) in list(session.subscriptions.items()):
+            self.router.remove(session, bare, group)
+        session.subscriptions.clear()
+        session.discarded = True
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        if self.storage is not None:
+            self.storage.delete_session(session.client_id)
+
+    # -- subscriptions ---------------------------------------------------------------------------
+
+    def add_subscription(self, session: Session, key: str, entry: Entry, group: str | None, bare: str) -> bool:
+        old = session.subscriptions.get(key)
+        session.subscriptions[key] = (entry, group, bare)
+        self.router.add(session, bare, entry, group)
+        return old is None
+
+    def remove_subscription(self, session: Session, key: str) -> bool:
+        found = session.subscriptions.pop(key, None)
+        if found is None:
+            return False
+        _entry, group, bare = found
+        self.router.remove(session, bare, group)
+        return True
+
+    def send_retained(self, session: Session, sub: Subscription, sub_id: int | None) -> None:
+        sids = (sub_id,) if sub_id else ()
+        now = time.time()
+        qos_cap = min(sub.qos, self.max_qos)
+        identity = session.identity
+        for msg in self.retained.match(sub.filter):
+            if msg.expired(now):
+                continue
+            if not self.authorize_all and self.authorize(identity, Action.RECEIVE, msg.topic):
+                continue
+            session.deliver(msg, qos_cap, True, sids, None)
+
+    def client_subscribed(self, conn: Connection, filters: list[str]) -> None:
+        if filters:
+            self._emit("subscribed", conn, {"topics": filters})
+
+    def client_unsubscribed(self, conn: Connection, filters: list[str]) -> None:
+        self._emit("unsubscribed", conn, {"topics": filters})
+
+    # -- the bus ---------------------------------------------------------------------------------
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, *, qos: int = 1,
+                  name: str | None = None) -> BusSubscription:
+        """Call ``handler(message)`` for every message matching the filter (in the event loop)."""
+        from thingcore.mqtt.topics import parse_shared, validate_topic_filter
+
+        group, bare = parse_shared(topic_filter)
+        validate_topic_filter(bare)
+        self._bus_seq += 1
+        sub = BusSubscription(name or f"$bus/{self._bus_seq}", topic_filter, handler, qos)
+        self.router.add(sub, bare, Entry(qos), group)
+        return sub
+
+    def unsubscribe(self, sub: BusSubscription) -> None:
+        from thingcore.mqtt.topics import parse_shared
+
+        group, bare = parse_shared(sub.filter)
+        self.router.remove(sub, bare, group)
+
+    def publish(self, msg: Message) -> asyncio.Future | None:
+        """Route one message to every matching subscriber.
+
+        Returns None, or a future that resolves once every copy owed to a persistent session (and a
+        retained message) is committed to storage: the publisher's acknowledgement waits for it.
+        """
+        stats = self.stats
+        stats.msgs_in += 1
+        futures: list[asyncio.Future] | None = None
+        if msg.retain:
+            fut = self._retain(msg)
+            if fut is not None and msg.qos:
+                futures = [fut]
+        topic = msg.topic
+        match = self.router.match(topic)
+        cache: dict = {}
+        check = not self.authorize_all
+        sender = msg.client_id
+        for t in match.targets:
+            sub = t.subscriber
+            if t.no_local and sub.client_id == sender:
+                continue
+            if check:
+                identity = getattr(sub, "identity", None)
+                if identity is not None and self.authorize(identity, Action.RECEIVE, topic):
+                    continue
+            fut = sub.deliver(msg, t.qos, msg.retain and t.retain_as_published, t.subscription_ids, cache)
+            if fut is not None:
+                if futures is None:
+                    futures = [fut]
+                else:
+                    futures.append(fut)
+        if match.shared_groups:
+            for group, members in match.shared_groups:
+                fut = self._deliver_shared(msg, group, members, cache)
+                if fut is not None:
+                    if futures is None:
+                        futures = [fut]
+                    else:
+                        futures.append(fut)
+        if futures is None:
+            return None
+        if len(futures) == 1:
+            return futures[0]
+        return asyncio.gather(*futures)
+
+    def _deliver_shared(self, msg: Message, group: str, members: dict, cache: dict) -> asyncio.Future | None:
+        if not members:
+            return None
+        items = list(members.items())
+        key = (group, id(members))
+        start = self._shared_rr.get(key, 0)
+        n = len(items)
+        chosen = None
+        for i in range(n):  # round robin, preferring members that are connected right now
+            sub, entry = items[(start + i) % n]
+            if getattr(sub, "connection", True) is not None:
+                chosen = (sub, entry)
+                self._shared_rr[key] = (start + i + 1) % n
+                break
+        if chosen is None:
+            chosen = items[start % n]
+            self._shared_rr[key] = (start + 1) % n
+        sub, entry = chosen
+        sids = (entry.subscription_id,) if entry.subscription_id else ()
+        return sub.deliver(msg, entry.qos, msg.retain and entry.retain_as_published, sids, cache)
+
+    def _retain(self, msg: Message) -> asyncio.Future | None:
+        storage = self.storage
+        if not msg.payload:
+            if self.retained.delete(msg.topic) and storage is not None:
+                return storage.set_retained(msg.topic, None)
+            return None
+        self.retained.set(msg)
+        if storage is not None:
+            return storage.set_retained(msg.topic, msg.to_record())
+        return None
+
+    # -- events for observers (lifecycle events, admin API) --------------------------------------
+
+    def _emit(self, event: str, conn: Connection, data: dict[str, Any]) -> None:
+        if not self.hooks:
+            return
+        data = {"client_id": conn.client_id, "identity": conn.identity, "address": conn.address, **data}
+        for hook in self.hooks:
+            try:
+                hook(event, data)
+            except Exception:
+                log.exception("event hook failed for %s", event)
+
+    # -- AWS profile limits ----------------------------------------------------------------------
+
+    @staticmethod
+    def _aws_topic_limits(topic: str, payload_len: int, retain: bool) -> int:
+        if payload_len > 128 * 1024:
+            return ReasonCode.PACKET_TOO_LARGE
+        counted = topic
+        if topic.startswith("$aws/rules/"):
+            parts = topic.split("/", 3)
+            counted = parts[3] if len(parts) > 3 else ""
+        if len(counted.encode()) > 256 or counted.count("/") > 7:
+            return ReasonCode.TOPIC_NAME_INVALID
+        if topic.startswith("$"):
+            if retain:
+                return ReasonCode.RETAIN_NOT_SUPPORTED
+            if not (topic.startswith("$aws/things/") or topic.startswith("$aws/rules/")):
+                return ReasonCode.NOT_AUTHORIZED
+        return 0
+
+    @staticmethod
+    def _aws_filter_limits(bare: str) -> None:
+        if len(bare.encode()) > 256 or bare.count("/") > 7:
+            raise MQTTError(ReasonCode.TOPIC_FILTER_INVALID, "topic filter above AWS IoT limits")
+
+    # -- introspection ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            **self.stats.as_dict(),
+            "connections": len(self.connections),
+            "clients_connected": self.connected_count(),
+            "sessions": len(self.sessions),
+            "subscriptions": self.router.count,
+            "retained": len(self.retained),
+        }

@@ -1,0 +1,144 @@
+"""One settings object for the whole server: TOML file < THINGCORE_* environment < CLI flags.
+
+Nested sections (``[tls]``, ``[auth]``, ``[limits]``) map to environment variables with a double
+underscore, e.g. ``THINGCORE_TLS__CERTFILE`` or ``THINGCORE_LIMITS__MAX_QUEUED_MESSAGES``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class TLSSettings(BaseModel):
+    certfile: Path | None = Field(None, description="PEM server certificate (chain); enables the MQTTS listener")
+    keyfile: Path | None = Field(None, description="PEM private key of the server certificate")
+    cafile: Path | None = Field(None, description="PEM CA bundle used to verify client certificates")
+    require_client_cert: bool = Field(False, description="Refuse TLS clients without a certificate from cafile")
+
+    @property
+    def enabled(self) -> bool:
+        return self.certfile is not None
+
+
+class AccessRule(BaseModel):
+    effect: Literal["allow", "deny"] = "deny"
+    action: str | list[str] = "all"
+    topic: str = "#"
+    username: str | None = None
+    client_id: str | None = None
+    principal: str | None = None
+    reason_code: int | None = Field(None, description="MQTT reason code sent when this rule refuses")
+
+
+class AuthSettings(BaseModel):
+    allow_anonymous: Literal["loopback", "true", "false"] = Field(
+        "loopback", description="Anonymous clients: only from loopback addresses (default), always, or never"
+    )
+    password_file: Path | None = Field(None, description="Password file managed with `thingcore passwd`")
+    acl: list[AccessRule] = Field(default_factory=list, description="Access rules, first match wins")
+
+    @field_validator("allow_anonymous", mode="before")
+    @classmethod
+    def _bool_to_word(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value
+
+
+class LimitSettings(BaseModel):
+    max_packet_size: int = Field(1024 * 1024, ge=64, le=268_435_460, description="Largest MQTT packet accepted")
+    receive_maximum: int = Field(100, ge=1, le=65535, description="Unacknowledged inbound QoS 1/2 per client")
+    max_inflight: int = Field(100, ge=1, le=65535, description="Unacknowledged outbound QoS 1/2 per client")
+    max_queued_messages: int = Field(1000, ge=0, description="Messages queued per session beyond in-flight")
+    queue_qos0: bool = Field(False, description="Queue QoS 0 messages for offline persistent sessions")
+    topic_alias_maximum: int = Field(10, ge=0, le=65535, description="Topic aliases a v5 client may use")
+    max_keepalive: int = Field(65535, ge=0, le=65535, description="Largest keep-alive a client may ask for")
+    session_expiry_max: int | None = Field(None, ge=0, description="Cap on session expiry seconds (none: no cap)")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds a new connection has to send CONNECT")
+    max_output_buffer: int = Field(8 * 1024 * 1024, ge=65536, description="Bytes buffered for a slow reader")
+    max_connections: int = Field(0, ge=0, description="Connection limit (0: unlimited)")
+    max_client_id_length: int = Field(65535, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="THINGCORE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field("0.0.0.0", description="Address every listener binds to")
+    mqtt_port: int = Field(1883, ge=0, le=65535)
+    mqtts_port: int = Field(8883, ge=0, le=65535)
+    http_port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Field(Path("thingcore-data"), description="SQLite database and other state")
+    persistence: bool = Field(True, description="Keep state in the data dir (false: memory only)")
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        "NORMAL", description="NORMAL survives a process crash; FULL also a power cut, at a cost"
+    )
+    profile: Literal["standard", "aws"] = Field("standard", description="`aws` applies AWS IoT Core's limits")
+    log_level: str = "INFO"
+    shutdown_grace: float = Field(2.0, ge=0)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+class ConfigError(Exception):
+    """A configuration mistake, reported to the user without a stack trace."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings: defaults, then the TOML file, then THINGCORE_* variables, then overrides."""
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            file_values = tomllib.loads(Path(config_file).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {config_file}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file} is not valid TOML: {exc}") from exc
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        env_only = Settings()  # environment over defaults
+        merged = _deep_merge(file_values, env_only.model_dump(exclude_unset=True))
+        return Settings(**_deep_merge(merged, clean))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {where}: {err['msg']}")
+        source = f" in {config_file}" if config_file else ""
+        raise ConfigError("invalid configuration" + source + ":\n" + "\n".join(lines)) from exc
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Settings as a JSON-able dict with secrets hidden (for logs and the admin API)."""
+    data = settings.model_dump(mode="json")
+    if data["tls"].get("keyfile"):
+        data["tls"]["keyfile"] = "***"
+    return data
