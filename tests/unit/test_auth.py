@@ -444,3 +444,21 @@ def test_rule_parsing_details() -> None:
     (rule,) = parse_rules([{"effect": "DENY", "action": "all", "topic": "a/b", "reason_code": "0x80"}])
     assert rule.reason_code == 0x80
     assert rule.actions == frozenset(Action)
+
+
+def test_shared_subscriptions_are_checked_by_their_filter() -> None:
+    authz = build_authorizer([{"effect": "deny", "action": "subscribe", "topic": "secret/#"}])
+    assert authz(ident(), Action.SUBSCRIBE, "$share/g/secret/+") == 0x87
+    assert authz(ident(), Action.SUBSCRIBE, "$share/g/public/+") == 0
+    with pytest.raises(ValueError, match=r"\$share"):
+        parse_rules([{"effect": "deny", "topic": "$share/g/#"}])
+
+
+@pytest.mark.parametrize(
+    "flt", ["#", "+", "a/#", "a/+", "+/+", "a/b", "$SYS/#", "+/b/#", "a/+/c", "a//c", "/#"]
+)
+@pytest.mark.parametrize("topic", ["a", "a/b", "a/b/c", "$SYS/x", "/a", "a//c", "b/b/d", ""])
+def test_rule_matcher_agrees_with_mqtt_topics(flt: str, topic: str) -> None:
+    from thingcore.auth.acl import levels_match
+
+    assert levels_match(flt.split("/"), topic.split("/")) is topic_matches(flt, topic)

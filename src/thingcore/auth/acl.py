@@ -27,6 +27,11 @@ Matching per action:
   ``"all"``), which the broker checks per delivered message. Symmetrically, ``allow subscribe
   sensors/#`` lets a client subscribe to ``sensors/+/temp`` but not to ``#``.
 
+Shared subscriptions: ``$share/<group>/<filter>`` is checked as ``<filter>``.
+
+A filter starting with a wildcard does not match topics starting with ``$`` (MQTT semantics), so
+``deny publish #`` does not cover ``$aws/...``: write ``$aws/#`` as a rule of its own.
+
 Substitution: ``%c`` and ``%u`` are replaced by the client id and the user name. When the value
 is missing (no user name) or contains ``+``, ``#`` or ``/``, a rule that needs it does not match
 (so a client called ``#`` cannot turn ``devices/%c/#`` into ``devices/#/#``).
@@ -44,6 +49,7 @@ from typing import Any
 
 from thingcore.auth.identity import Action, Authorizer, Identity
 from thingcore.mqtt.reason_codes import ReasonCode
+from thingcore.mqtt.topics import SHARE_PREFIX, topic_matches
 
 _KEYS = {"effect", "action", "topic", "username", "client_id", "principal", "anonymous", "reason_code"}
 _ALL_ACTIONS = tuple(Action)
@@ -77,10 +83,6 @@ def levels_match(flt: tuple[str, ...] | list[str], topic: list[str]) -> bool:
         if f != "+" and f != topic[i]:
             return False
     return len(flt) == n
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    return levels_match(topic_filter.split("/"), topic.split("/"))
 
 
 def filter_covers(outer: tuple[str, ...] | list[str], inner: list[str]) -> bool:
@@ -156,6 +158,11 @@ def parse_rule(raw: Mapping[str, Any], index: int = 0) -> Rule:
         topic = str(topic)
         if not valid_filter(topic):
             raise ValueError(f"{where}: {topic!r} is not a valid MQTT topic filter")
+        if topic.startswith(SHARE_PREFIX):
+            raise ValueError(
+                f"{where}: write the filter without '$share/<group>/': shared subscriptions are "
+                "checked against the filter they share"
+            )
     reason = raw.get("reason_code", int(ReasonCode.NOT_AUTHORIZED))
     try:
         reason = int(reason, 0) if isinstance(reason, str) else int(reason)
@@ -297,7 +304,13 @@ def build_authorizer(
         result = cache.get(key)
         if result is not None:
             return result
-        levels = topic.split("/") if topic is not None else None
+        if topic is None:
+            levels = None
+        elif action is Action.SUBSCRIBE and topic.startswith(SHARE_PREFIX):
+            # $share/<group>/<filter>: the rules apply to <filter>.
+            levels = topic.split("/")[2:] or topic.split("/")
+        else:
+            levels = topic.split("/")
         result = 0
         for check, code in checks:
             if check(identity, topic, levels):

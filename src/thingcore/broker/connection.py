@@ -155,7 +155,8 @@ class Connection(asyncio.Protocol):
             self._timer = None
         previous = self.state
         self.state = _CLOSING
-        self.broker.connection_closed(self, was_connected=previous in (_CONNECTED, _CLOSING) and self.session is not None)
+        connected = previous in (_CONNECTED, _CLOSING) and self.session is not None
+        self.broker.connection_closed(self, was_connected=connected)
 
     def pause_writing(self) -> None:  # transport buffer above high water: nothing to do, the cap is in _flush
         pass
@@ -206,7 +207,8 @@ class Connection(asyncio.Protocol):
                 if props is None:  # expired while waiting
                     self.broker.stats.expired += 1
                     return
-                tpl = encode_publish_template(Publish(msg.topic, msg.payload, qos, retain, dup, None, props), self.level)
+                packet = Publish(msg.topic, msg.payload, qos, retain, dup, None, props)
+                tpl = encode_publish_template(packet, self.level)
                 if cache is not None:
                     cache[key] = tpl
             data = tpl[0] + _PID[pid] + tpl[1] if qos else tpl[0] + tpl[1]

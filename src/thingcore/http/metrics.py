@@ -24,7 +24,9 @@ _COUNTERS = {
     "slow_consumers": "Clients disconnected because they stopped reading",
     "wills_published": "Will messages published",
 }
-_NAMES = {"connections_total": "connections_accepted", "msgs_in": "messages_received", "msgs_out": "messages_sent", "bytes_in": "bytes_received",
+_NAMES = {
+    "connections_total": "connections_accepted",
+    "msgs_in": "messages_received", "msgs_out": "messages_sent", "bytes_in": "bytes_received",
           "bytes_out": "bytes_sent", "dropped": "messages_dropped", "expired": "messages_expired"}
 
 
