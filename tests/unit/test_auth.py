@@ -17,10 +17,12 @@ from thingcore.auth import (
     Identity,
     PasswordFile,
     PasswordFileError,
+    allow_all,
     build_authenticator,
     build_authorizer,
     filter_covers,
     is_loopback,
+    is_trivial,
     login_name,
     parse_rules,
     topic_matches,
@@ -349,7 +351,9 @@ def test_filter_covers(outer: str, inner: str, expected: bool) -> None:
 def test_no_rules_is_trivial_allow_all() -> None:
     a = build_authorizer([])
     b = build_authorizer(None)
-    assert a is b  # one shared constant function
+    assert a is b is allow_all  # one shared constant function
+    assert is_trivial(a) and is_trivial(None)
+    assert not is_trivial(build_authorizer([{"effect": "deny", "topic": "x"}]))
     assert a(ident(), Action.PUBLISH, "anything") == 0
     assert not hasattr(a, "cache")
     # Rules that can never refuse compile to the same thing.

@@ -253,8 +253,14 @@ def _compile(rule: Rule, action: Action) -> _Check:
     return lambda identity, t, levels: levels is not None and who(identity) and match(flt, levels)
 
 
-def _allow_all(identity: Identity, action: Action, topic: str | None) -> int:
+def allow_all(identity: Identity, action: Action, topic: str | None) -> int:
+    """The authorizer used when there are no rules: everything is allowed."""
     return 0
+
+
+def is_trivial(authorizer: Authorizer | None) -> bool:
+    """Whether an authorizer allows everything (the broker can then skip calling it)."""
+    return authorizer is None or authorizer is allow_all
 
 
 def build_authorizer(
@@ -263,7 +269,7 @@ def build_authorizer(
     """Compile access rules (dicts as in configuration, or :class:`Rule`) into an Authorizer."""
     parsed = [r if isinstance(r, Rule) else parse_rule(r, i) for i, r in enumerate(rules or ())]
     if not parsed:
-        return _allow_all
+        return allow_all
 
     by_action: dict[Action, list[tuple[_Check, int]]] = {}
     for action in _ALL_ACTIONS:
@@ -274,7 +280,7 @@ def build_authorizer(
         if compiled:
             by_action[action] = compiled
     if not by_action:
-        return _allow_all
+        return allow_all
 
     needs_identity = any(
         r.username is not None
@@ -332,8 +338,10 @@ def build_authorizer(
 
 __all__ = [
     "Rule",
+    "allow_all",
     "build_authorizer",
     "filter_covers",
+    "is_trivial",
     "parse_rule",
     "parse_rules",
     "topic_matches",
