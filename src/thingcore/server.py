@@ -11,8 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from thingcore.auth import build_authenticator, build_authorizer
-from thingcore.auth.acl import _allow_all as _acl_allow_all
+from thingcore.auth import build_authenticator, build_authorizer, is_trivial
 from thingcore.broker.core import Broker
 from thingcore.broker.listeners import Listener, start_mqtt_listener
 from thingcore.broker.tls import server_ssl_context
@@ -52,7 +51,7 @@ class Server:
         )
         authorize = build_authorizer([r.model_dump(exclude_none=True) for r in auth.acl])
         self.broker = Broker(settings, self.storage, self.authenticate, authorize,
-                             authorize_is_trivial=authorize is _acl_allow_all)
+                             authorize_is_trivial=is_trivial(authorize))
 
     def listener_info(self) -> list[dict[str, Any]]:
         info = [{"name": lst.name, "host": lst.host, "port": lst.port} for lst in self.listeners]
