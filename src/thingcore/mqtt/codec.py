@@ -424,14 +424,20 @@ class Decoder:
                         e = hp + 2 + ((buf[hp] << 8) | buf[hp + 1])
                         if self.protocol_level == 5:
                             if e < end and buf[e] == 0:
-                                topic = buf[hp + 2 : e].decode("utf-8")
+                                try:
+                                    topic = buf[hp + 2 : e].decode("utf-8")
+                                except UnicodeDecodeError:
+                                    raise MalformedPacket("PUBLISH topic is not valid UTF-8") from None
                                 if "\x00" not in topic:
                                     payload = buf[e + 1 : end]
                                     out.append(Publish(topic, payload, 0, flags == 1, False, None, {}))
                                     pos = end
                                     continue
                         elif e <= end:
-                            topic = buf[hp + 2 : e].decode("utf-8")
+                            try:
+                                topic = buf[hp + 2 : e].decode("utf-8")
+                            except UnicodeDecodeError:
+                                raise MalformedPacket("PUBLISH topic is not valid UTF-8") from None
                             if "\x00" not in topic:
                                 out.append(Publish(topic, buf[e:end], 0, flags == 1, False, None, {}))
                                 pos = end
