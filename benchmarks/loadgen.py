@@ -314,9 +314,7 @@ async def _throughput(host: str, port: int, specs: list[ClientSpec], conn: Any) 
     try:
         for spec in specs:
             if spec.role == "sub":
-                client: Client = await _connect(
-                    host, port, lambda s=spec: Subscriber(s.client_id, s.topic_len, s.qos)
-                )
+                client: Client = await _connect(host, port, lambda s=spec: Subscriber(s.client_id, s.topic_len, s.qos))
                 await client.mqtt_connect()
                 await client.mqtt_subscribe(spec.topic, spec.qos)
                 client.start()  # type: ignore[attr-defined]
@@ -324,9 +322,7 @@ async def _throughput(host: str, port: int, specs: list[ClientSpec], conn: Any) 
                 client = await _connect(host, port, lambda s=spec: Qos0Publisher(s.client_id, s.topic))
                 await client.mqtt_connect()
             else:
-                client = await _connect(
-                    host, port, lambda s=spec: Qos1Publisher(s.client_id, s.topic, s.window)
-                )
+                client = await _connect(host, port, lambda s=spec: Qos1Publisher(s.client_id, s.topic, s.window))
                 await client.mqtt_connect()
             clients.append(client)
         conn.send(("ready", None))

@@ -38,9 +38,7 @@ class LoadError(Exception):
 # ---------------------------------------------------------------- running worker processes
 
 
-def run_workers(
-    broker: Broker, kind: str, parts: list[dict], timing: tuple[float, float] | None
-) -> list[Any]:
+def run_workers(broker: Broker, kind: str, parts: list[dict], timing: tuple[float, float] | None) -> list[Any]:
     """Start one process per part, wait until all are ready, send the shared plan, collect results.
 
     ``timing`` is (warm-up, measurement) seconds; the plan's instants are absolute
@@ -300,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
                         show_progress(load, rnd, b.label, fig)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/yellow]")
+        except RuntimeError as exc:  # a broker did not start
+            console.print(f"[red]{exc}[/red]")
+            return 1
         finally:
             for b in brokers:
                 b.stop()
@@ -333,9 +334,7 @@ def _json_default(o: Any) -> Any:
         return str(o)
 
 
-def run_one(
-    load: str, b: Broker, run_id: str, timing: tuple[float, float], lat_dur: float, n_idle: int
-) -> dict:
+def run_one(load: str, b: Broker, run_id: str, timing: tuple[float, float], lat_dur: float, n_idle: int) -> dict:
     try:
         if not b.alive():
             b.start()
