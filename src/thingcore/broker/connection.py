@@ -121,8 +121,12 @@ class Connection(asyncio.Protocol):
         try:
             packets = self.decoder.feed(data)
         except MQTTError as exc:
-            self.level = self.decoder.protocol_level or self.level
-            self.protocol_error(exc.reason_code, exc.message, getattr(exc, "protocol_level", None))
+            before = getattr(exc, "packets", None)
+            if before and self.state == _CONNECTED:  # what came before the bad bytes still counts
+                self._handle_packets(before)
+            if self.state == _NEW and getattr(exc, "protocol_level", None) == MQTT_5:
+                self.level, self.v5 = MQTT_5, True  # a v5 CONNECT we refuse is answered in v5
+            self.protocol_error(exc.reason_code, exc.message)
             return
         if self.state == _CONNECTING or self._pending_packets:
             self._pending_packets.extend(packets)
@@ -253,14 +257,14 @@ class Connection(asyncio.Protocol):
         else:
             self.transport.close()
 
-    def protocol_error(self, reason: int, message: str, refused_level: int | None = None) -> None:
+    def protocol_error(self, reason: int, message: str) -> None:
         """A malformed or forbidden packet: reason code to the client (v5), will published, closed."""
         self.broker.stats.protocol_errors += 1
         self.disconnect_reason = "CLIENT_ERROR"
         if log.isEnabledFor(logging.INFO):
             log.info("closing %s (%s): %s [0x%02X]", self.client_id or self.address, self.listener, message, reason)
         if self.state in (_NEW, _CONNECTING) and self.transport is not None:
-            if refused_level is not None or reason == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
+            if reason == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
                 self.send(encode(Connack(False, 1), 4))  # answered in 3.1.1 form: the only one we know they read
             elif self.v5:
                 props = {"reason_string": message}
