@@ -1,0 +1,118 @@
+"""In-memory storage: the :class:`Storage` contract held in dicts.
+
+Used for ``--no-persistence`` and tests. Nothing survives the process; every write "commits" at
+once, so its future is already resolved when returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from .base import Storage, StorageStats, StoredSession
+
+
+class MemoryStorage(Storage):
+    """Same semantics as :class:`~thingcore.storage.sqlite.SQLiteStorage`, without a disk."""
+
+    def __init__(self) -> None:
+        self.stats = StorageStats()
+        self._retained: dict[str, bytes] = {}
+        self._sessions: dict[str, bytes] = {}
+        self._messages: dict[str, dict[int, bytes]] = {}
+        self._inbound: dict[str, set[int]] = {}
+        self._closed = False
+
+    async def open(self) -> None:
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def load_retained(self) -> list[tuple[str, bytes]]:
+        return list(self._retained.items())
+
+    async def load_sessions(self) -> list[StoredSession]:
+        return [
+            StoredSession(
+                client_id,
+                meta,
+                sorted(self._messages.get(client_id, {}).items()),
+                sorted(self._inbound.get(client_id, ())),
+            )
+            for client_id, meta in self._sessions.items()
+        ]
+
+    def _done(self) -> asyncio.Future[None]:
+        # Checked here rather than silently accepted, so a write after shutdown shows up as the
+        # same bug it is with SQLite.
+        if self._closed:
+            raise RuntimeError("storage is closed")
+        stats = self.stats
+        stats.operations += 1
+        stats.commits += 1
+        stats.max_batch = max(stats.max_batch, 1)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    def set_retained(self, topic: str, record: bytes | None) -> asyncio.Future[None]:
+        fut = self._done()
+        if record is None:
+            self._retained.pop(topic, None)
+        else:
+            self._retained[topic] = bytes(record)
+        return fut
+
+    def save_session(self, client_id: str, meta: bytes) -> asyncio.Future[None]:
+        fut = self._done()
+        self._sessions[client_id] = bytes(meta)
+        return fut
+
+    def delete_session(self, client_id: str) -> asyncio.Future[None]:
+        fut = self._done()
+        self._sessions.pop(client_id, None)
+        self._messages.pop(client_id, None)
+        self._inbound.pop(client_id, None)
+        return fut
+
+    def add_messages(self, client_id: str, items: list[tuple[int, bytes]]) -> asyncio.Future[None]:
+        fut = self._done()
+        if items:
+            messages = self._messages.setdefault(client_id, {})
+            for seq, record in items:
+                messages[seq] = bytes(record)
+        return fut
+
+    def replace_message(self, client_id: str, seq: int, record: bytes) -> asyncio.Future[None]:
+        fut = self._done()
+        messages = self._messages.get(client_id)
+        if messages is not None and seq in messages:
+            messages[seq] = bytes(record)
+        return fut
+
+    def remove_messages(self, client_id: str, seqs: list[int]) -> asyncio.Future[None]:
+        fut = self._done()
+        messages = self._messages.get(client_id)
+        if messages is not None:
+            for seq in seqs:
+                messages.pop(seq, None)
+            if not messages:
+                del self._messages[client_id]
+        return fut
+
+    def add_inbound_qos2(self, client_id: str, packet_id: int) -> asyncio.Future[None]:
+        fut = self._done()
+        self._inbound.setdefault(client_id, set()).add(packet_id)
+        return fut
+
+    def remove_inbound_qos2(self, client_id: str, packet_id: int) -> asyncio.Future[None]:
+        fut = self._done()
+        ids = self._inbound.get(client_id)
+        if ids is not None:
+            ids.discard(packet_id)
+            if not ids:
+                del self._inbound[client_id]
+        return fut
+
+    async def flush(self) -> None:
+        return None
