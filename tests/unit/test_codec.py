@@ -350,7 +350,7 @@ BAD = [
     (5, pub5(b"\x02\x01\x02"), ProtocolError, 0x82),  # payload_format_indicator 2
     (5, pub5(b"\x03\x23\x00\x00"), ProtocolError, 0x82),  # topic_alias 0
     (5, pub5(b"\x02\x0b\x00"), ProtocolError, 0x82),  # subscription_identifier 0
-    (5, pub5(b"\x05\x11\x00\x00\x00\x01"), ProtocolError, 0x82),  # session expiry not allowed in PUBLISH
+    (5, pub5(b"\x05\x11\x00\x00\x00\x01"), MalformedPacket, 0x81),  # session expiry not allowed in PUBLISH
     (5, pub5(b"\x02\x7f\x00"), MalformedPacket, 0x81),  # unknown property id
     (5, pub5(b"\x03\x02\x00\x00"), MalformedPacket, 0x81),  # truncated four byte int
     (5, pub5(b"\x03\x03\x00\x05"), MalformedPacket, 0x81),  # truncated string property
@@ -421,7 +421,7 @@ def test_unsupported_protocol(name, level):
 
 def test_will_properties_not_allowed_in_connect_block():
     props = encode_properties({"will_delay_interval": 5})
-    with pytest.raises(ProtocolError):
+    with pytest.raises(MalformedPacket):
         decode_properties(props, 0, len(props), 1)
     assert decode_properties(props, 0, len(props), 0) == ({"will_delay_interval": 5}, len(props))
 

@@ -130,8 +130,8 @@ def decode_properties(buf: bytes, p: int, end: int, packet_type: int) -> tuple[d
         if entry is None:
             raise MalformedPacket(f"unknown property identifier 0x{pid:02X}")
         name, kind, allowed = entry
-        if packet_type not in allowed:
-            raise ProtocolError(f"property {name} not allowed in packet type {packet_type}")
+        if packet_type not in allowed:  # MQTT 5 2.2.2.2: "not valid for its packet type" is malformed
+            raise MalformedPacket(f"property {name} not allowed in packet type {packet_type}")
         if kind >= UTF8_STRING:  # UTF8_STRING, BINARY, STRING_PAIR
             if p + 2 > pend:
                 raise MalformedPacket(f"truncated property {name}")
