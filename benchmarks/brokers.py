@@ -73,6 +73,9 @@ class Broker:
     def version(self) -> str:
         return ""
 
+    def env(self) -> dict[str, str] | None:
+        return None
+
     def start(self, timeout: float = 30.0) -> None:
         self.port = free_port()
         self.starts += 1
@@ -84,6 +87,7 @@ class Broker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.workdir,
+            env=self.env(),
             preexec_fn=_raise_child_nofile,
             start_new_session=True,  # Ctrl-C reaches us, and we stop the broker ourselves
         )
@@ -144,7 +148,9 @@ class Mosquitto(Broker):
                     f"listener {self.port} {HOST}",
                     "allow_anonymous true",
                     "persistence false",
+                    # the same queue and in-flight limits as thingcore gets (see Thingcore.env)
                     "max_queued_messages 1000000",
+                    "max_inflight_messages 100",
                     "max_connections -1",
                     # asyncio/uvloop sockets (thingcore, the generator) have TCP_NODELAY on.
                     "set_tcp_nodelay true",
@@ -189,6 +195,13 @@ class Thingcore(Broker):
             "--data-dir",
             str(data),
         ]
+
+    def env(self) -> dict[str, str] | None:
+        # Same limits as the mosquitto config: queue (nearly) without bound, 100 in flight.
+        env = dict(os.environ)
+        env["THINGCORE_LIMITS__MAX_QUEUED_MESSAGES"] = "1000000"
+        env["THINGCORE_LIMITS__MAX_INFLIGHT"] = "100"
+        return env
 
     def version(self) -> str:
         try:
