@@ -135,7 +135,26 @@ async def serve(settings: Settings) -> None:
     await server.stop()
 
 
+def raise_fd_limit() -> None:
+    """Every connection is a file descriptor: lift the soft RLIMIT_NOFILE to the hard limit."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot raise the open file limit from %d to %d: %s", soft, target, exc)
+    else:
+        log.info("open file limit raised from %d to %d", soft, target)
+
+
 def run(settings: Settings) -> None:
+    raise_fd_limit()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every platform we support
