@@ -95,11 +95,19 @@ class Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self.principal: str | None = None
         self.cert_fingerprint: str | None = None
+        self.congested = False  # the transport's buffer is above high water: QoS 0 is dropped
+        self._congested_since = 0.0
+        self._paused_by: set[Session] = set()  # back-pressure: sessions whose queues we wait on
+        self._backpressure_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        try:
+            transport.set_write_buffer_limits(high=self.broker.output_high_water)
+        except (AttributeError, NotImplementedError):
+            pass
         peer = transport.get_extra_info("peername")
         if peer:
             self.address, self.port = str(peer[0]), int(peer[1])
@@ -154,6 +162,7 @@ class Connection(asyncio.Protocol):
             self.protocol_error(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, "internal error")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.release()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -162,11 +171,13 @@ class Connection(asyncio.Protocol):
         connected = previous in (_CONNECTED, _CLOSING) and self.session is not None
         self.broker.connection_closed(self, was_connected=connected)
 
-    def pause_writing(self) -> None:  # transport buffer above high water: nothing to do, the cap is in _flush
-        pass
+    def pause_writing(self) -> None:
+        """The client reads slower than we write: drop QoS 0 for it until it catches up."""
+        self.congested = True
+        self._congested_since = self._loop.time()
 
     def resume_writing(self) -> None:
-        pass
+        self.congested = False
 
     # -- output ----------------------------------------------------------------------------------
 
@@ -191,13 +202,21 @@ class Connection(asyncio.Protocol):
         if self.transport.is_closing():
             return
         self.transport.write(data)
-        if self.transport.get_write_buffer_size() > self.broker.max_output_buffer and self.state != _CLOSING:
-            self.broker.stats.slow_consumers += 1
-            log.warning("client %s stopped reading (output buffer full); disconnecting", self.client_id)
-            self.close(ReasonCode.QUOTA_EXCEEDED, "output buffer full: client is not reading", abort=True)
+        if self.congested and self.state != _CLOSING:
+            broker = self.broker
+            stuck = self._loop.time() - self._congested_since > broker.slow_consumer_timeout
+            if stuck or self.transport.get_write_buffer_size() > broker.max_output_buffer:
+                broker.stats.slow_consumers += 1
+                log.warning("client %s is not reading its messages (%d bytes waiting); disconnecting",
+                            self.client_id, self.transport.get_write_buffer_size())
+                self.disconnect_reason = "THROTTLED"
+                self.close(ReasonCode.QUOTA_EXCEEDED, "output buffer full: client is not reading", abort=True)
 
     def send_publish(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...], pid: int,
                      dup: bool, cache: dict | None) -> None:
+        if qos == 0 and self.congested:
+            self.broker.stats.dropped += 1
+            return
         v5 = self.v5
         if not v5:
             sids = ()
@@ -210,6 +229,7 @@ class Connection(asyncio.Protocol):
                 props = _outgoing_properties(msg, sids) if v5 else {}
                 if props is None:  # expired while waiting
                     self.broker.stats.expired += 1
+                    self._forget_inflight(pid, qos)
                     return
                 packet = Publish(msg.topic, msg.payload, qos, retain, dup, None, props)
                 tpl = encode_publish_template(packet, self.level)
@@ -218,12 +238,20 @@ class Connection(asyncio.Protocol):
             data = tpl[0] + _PID[pid] + tpl[1] if qos else tpl[0] + tpl[1]
         if len(data) > self.client_max_packet:
             self.broker.stats.dropped += 1  # MQTT 5 4.13: act as if it was sent
-            if qos and self.session is not None:
-                self.session.inflight.pop(pid, None)
+            self._forget_inflight(pid, qos)
             return
         self.msgs_out += 1
         self.broker.stats.msgs_out += 1
         self.send(data)
+
+    def _forget_inflight(self, pid: int, qos: int) -> None:
+        """A QoS 1/2 message that will never be sent: free its in-flight slot and its stored copy."""
+        session = self.session
+        if not qos or session is None:
+            return
+        out = session.inflight.pop(pid, None)
+        if out is not None and session.persistent and self.broker.storage is not None:
+            self.broker.storage.remove_messages(session.client_id, [out.seq])
 
     def _encode_with_alias(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...], pid: int) -> bytes:
         props = _outgoing_properties(msg, sids)
@@ -466,6 +494,8 @@ class Connection(asyncio.Protocol):
             if interval is not None:
                 msg.expires_at = msg.received_at + interval
         commit = broker.publish(msg)
+        if broker.congested:
+            self._apply_backpressure()
         if qos == 0:
             return None
         if qos == 2:
@@ -477,6 +507,31 @@ class Connection(asyncio.Protocol):
         else:
             commit.add_done_callback(lambda f, pid=p.packet_id, q=qos: self._ack_after_commit(f, pid, q))
         return None
+
+    def _apply_backpressure(self) -> None:
+        """A subscriber's queue is filling: stop reading this publisher until it drains (or a timeout)."""
+        sessions, self.broker.congested = self.broker.congested, []
+        if self.state != _CONNECTED:
+            return
+        for session in sessions:
+            if session is not self.session:  # never wait on ourselves: we could not read our own acks
+                session.waiting_publishers.add(self)
+                self._paused_by.add(session)
+        if self._paused_by and self._backpressure_timer is None:
+            self.transport.pause_reading()
+            self._backpressure_timer = self._loop.call_later(self.broker.backpressure_timeout, self.release)
+
+    def release(self) -> None:
+        """End back-pressure: the subscriber drained, went away, or we waited long enough."""
+        if self._backpressure_timer is None:
+            return
+        self._backpressure_timer.cancel()
+        self._backpressure_timer = None
+        for session in self._paused_by:
+            session.waiting_publishers.discard(self)
+        self._paused_by.clear()
+        if self.state == _CONNECTED:
+            self.transport.resume_reading()
 
     def _ack_after_commit(self, fut: asyncio.Future, pid: int, qos: int) -> None:
         if self.state == _CLOSING:

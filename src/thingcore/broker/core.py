@@ -105,6 +105,13 @@ class Broker:
         self.queue_qos0 = limits.queue_qos0
         self.connect_timeout = limits.connect_timeout
         self.max_output_buffer = limits.max_output_buffer
+        self.output_high_water = max(limits.max_output_buffer // 4, 16384)
+        self.slow_consumer_timeout = limits.slow_consumer_timeout
+        # back-pressure on QoS 1/2 publishers while an online subscriber's queue is over half full
+        self.backpressure_high = max(limits.max_queued_messages // 2, 1)
+        self.backpressure_low = limits.max_queued_messages // 4
+        self.backpressure_timeout = limits.backpressure_timeout
+        self.congested: list[Session] = []
         self.receive_maximum = limits.receive_maximum
         self.topic_alias_maximum = limits.topic_alias_maximum
         self.max_connections = limits.max_connections
@@ -247,6 +254,9 @@ class Broker:
             self._connection_ended(old)
             old.close(ReasonCode.SESSION_TAKEN_OVER, "another connection took over this client id")
         if existing is not None and (clean_start or existing.discarded):
+            if existing.will_handle is not None:  # the session ends now: a delayed will is due now
+                existing.will_handle.cancel()
+                self._delayed_will(existing)
             self._discard(existing)
             existing = None
         if existing is None:
@@ -286,6 +296,8 @@ class Broker:
         if session is None or session.connection is not conn:
             return
         session.connection = None
+        if session.waiting_publishers:  # an offline queue is bounded by dropping, not by waiting
+            session.release_publishers()
         now = time.time()
         session.disconnected_at = now
         self._emit("disconnected", conn, {"reason": conn.disconnect_reason, "graceful": conn.graceful})
