@@ -199,7 +199,7 @@ class Thingcore(Broker):
     def env(self) -> dict[str, str] | None:
         # Same limits as the mosquitto config: queue (nearly) without bound, 100 in flight.
         env = dict(os.environ)
-        env["THINGCORE_LIMITS__MAX_QUEUED_MESSAGES"] = "1000000"
+        env["THINGCORE_LIMITS__MAX_QUEUED_MESSAGES"] = os.environ.get("BENCH_THINGCORE_QUEUE", "1000000")
         env["THINGCORE_LIMITS__MAX_INFLIGHT"] = "100"
         return env
 

@@ -60,7 +60,16 @@ class LimitSettings(BaseModel):
     max_keepalive: int = Field(65535, ge=0, le=65535, description="Largest keep-alive a client may ask for")
     session_expiry_max: int | None = Field(None, ge=0, description="Cap on session expiry seconds (none: no cap)")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds a new connection has to send CONNECT")
-    max_output_buffer: int = Field(8 * 1024 * 1024, ge=65536, description="Bytes buffered for a slow reader")
+    max_output_buffer: int = Field(
+        8 * 1024 * 1024, ge=65536,
+        description="Bytes buffered for a slow reader; past a quarter of it QoS 0 messages to it are dropped",
+    )
+    slow_consumer_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client may leave its output buffer full before it is disconnected"
+    )
+    backpressure_timeout: float = Field(
+        2.0, gt=0, description="Longest pause of a QoS 1/2 publisher while a subscriber's queue drains"
+    )
     max_connections: int = Field(0, ge=0, description="Connection limit (0: unlimited)")
     max_client_id_length: int = Field(65535, ge=1, le=65535)
 

@@ -54,6 +54,7 @@ log = logging.getLogger("thingcore.broker")
 
 _NEW, _CONNECTING, _CONNECTED, _CLOSING = range(4)
 _PID = [i.to_bytes(2, "big") for i in range(65536)]
+_WRITE_CHUNK = 256 * 1024
 
 
 class Connection(asyncio.Protocol):
@@ -89,6 +90,7 @@ class Connection(asyncio.Protocol):
         self.msgs_in = 0
         self.msgs_out = 0
         self._out: list[bytes] = []
+        self._out_size = 0
         self._flush_pending = False
         self._pending_packets: list[Any] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -183,7 +185,10 @@ class Connection(asyncio.Protocol):
 
     def send(self, data: bytes) -> None:
         self._out.append(data)
-        if not self._flush_pending:
+        self._out_size += len(data)
+        if self._out_size >= _WRITE_CHUNK:  # one loop turn can read megabytes: hand them on as we go
+            self._flush()
+        elif not self._flush_pending:
             self._flush_pending = True
             self._loop.call_soon(self._flush)
 
@@ -196,6 +201,7 @@ class Connection(asyncio.Protocol):
         if not out or self.transport is None:
             return
         self._out = []
+        self._out_size = 0
         data = out[0] if len(out) == 1 else b"".join(out)
         self.bytes_out += len(data)
         self.broker.stats.bytes_out += len(data)

@@ -71,6 +71,7 @@ class Session:
         self._next_pid = 1
         self._next_seq = 1
         self.discarded = False
+        self.waiting_publishers: set[Connection] = set()
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id!r} persistent={self.persistent}>"
@@ -109,6 +110,8 @@ class Session:
                 broker.stats.dropped += 1
                 return None
             self.queue.append(out)
+            if conn is not None and len(self.queue) >= broker.backpressure_high:
+                broker.congested.append(self)
         if self.persistent and broker.storage is not None:
             return broker.storage.add_messages(self.client_id, [(out.seq, out.to_record())])
         return None
@@ -144,6 +147,12 @@ class Session:
             conn.send_publish(out.message, out.qos, out.retain, out.subscription_ids, out.packet_id, False, None)
             if storage is not None:
                 storage.replace_message(self.client_id, out.seq, out.to_record())
+        if self.waiting_publishers and len(queue) <= self.broker.backpressure_low:
+            self.release_publishers()
+
+    def release_publishers(self) -> None:
+        for publisher in list(self.waiting_publishers):
+            publisher.release()
 
     def resend_inflight(self) -> None:
         """After a reconnect: every unacknowledged PUBLISH again with DUP set, PUBRELs again, in order."""
