@@ -19,6 +19,7 @@ app = typer.Typer(
     help="A self-hosted IoT Core: MQTT 3.1.1/5 broker with AWS IoT's model.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(passwd_app, name="passwd", help="Manage the password file (username:argon2 hash lines).")

@@ -10,11 +10,17 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
-class TLSSettings(BaseModel):
+class _Section(BaseModel):
+    """A config table: a misspelt key is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TLSSettings(_Section):
     certfile: Path | None = Field(None, description="PEM server certificate (chain); enables the MQTTS listener")
     keyfile: Path | None = Field(None, description="PEM private key of the server certificate")
     cafile: Path | None = Field(None, description="PEM CA bundle used to verify client certificates")
@@ -25,17 +31,18 @@ class TLSSettings(BaseModel):
         return self.certfile is not None
 
 
-class AccessRule(BaseModel):
+class AccessRule(_Section):
     effect: Literal["allow", "deny"] = "deny"
     action: str | list[str] = "all"
     topic: str = "#"
     username: str | None = None
     client_id: str | None = None
     principal: str | None = None
+    anonymous: bool | None = Field(None, description="Match only anonymous (true) or only authenticated (false)")
     reason_code: int | None = Field(None, description="MQTT reason code sent when this rule refuses")
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(_Section):
     allow_anonymous: Literal["loopback", "true", "false"] = Field(
         "loopback", description="Anonymous clients: only from loopback addresses (default), always, or never"
     )
@@ -50,7 +57,7 @@ class AuthSettings(BaseModel):
         return value
 
 
-class LimitSettings(BaseModel):
+class LimitSettings(_Section):
     max_packet_size: int = Field(1024 * 1024, ge=64, le=268_435_460, description="Largest MQTT packet accepted")
     receive_maximum: int = Field(100, ge=1, le=65535, description="Unacknowledged inbound QoS 1/2 per client")
     max_inflight: int = Field(100, ge=1, le=65535, description="Unacknowledged outbound QoS 1/2 per client")
