@@ -24,7 +24,8 @@ from thingcore.mqtt.properties import encode_varint
 pytestmark = pytest.mark.integration
 
 MAX_PACKET = 16 * 1024
-LIMITS = {"max_packet_size": MAX_PACKET, "connect_timeout": 1, "max_output_buffer": 65536}
+LIMITS = {"max_packet_size": MAX_PACKET, "connect_timeout": 1, "max_output_buffer": 65536,
+          "slow_consumer_timeout": 1}
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,10 @@ def test_connect_timeout(server: ThingcoreProcess, pair: PahoPair, send: bytes) 
 
 
 def test_slow_consumer_is_disconnected(server: ThingcoreProcess, pair: PahoPair) -> None:
+    """A subscriber that stops reading: QoS 0 to it is dropped (counted) while its buffer is full,
+    and once it has stayed full for slow_consumer_timeout (1 s here) it is disconnected."""
     before = server.metrics()["thingcore_slow_consumers_total"]
+    dropped_before = server.metrics()["thingcore_messages_dropped_total"]
     topic = "slow/consumer"
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # keep the kernel from hiding the backlog
@@ -225,7 +229,9 @@ def test_slow_consumer_is_disconnected(server: ThingcoreProcess, pair: PahoPair)
     finally:
         slow.close()
     assert closed, "the slow consumer's socket was not closed"
-    assert server.metrics()["thingcore_slow_consumers_total"] == before + 1
+    m = server.metrics()
+    assert m["thingcore_slow_consumers_total"] == before + 1
+    assert m["thingcore_messages_dropped_total"] > dropped_before
 
 
 # -- a burst of connections ----------------------------------------------------------------------

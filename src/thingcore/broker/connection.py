@@ -208,7 +208,10 @@ class Connection(asyncio.Protocol):
         if self.transport.is_closing():
             return
         self.transport.write(data)
-        if self.congested and self.state != _CLOSING:
+        self._check_slow_consumer()
+
+    def _check_slow_consumer(self) -> None:
+        if self.congested and self.state != _CLOSING and self.transport is not None:
             broker = self.broker
             stuck = self._loop.time() - self._congested_since > broker.slow_consumer_timeout
             if stuck or self.transport.get_write_buffer_size() > broker.max_output_buffer:
@@ -222,6 +225,7 @@ class Connection(asyncio.Protocol):
                      dup: bool, cache: dict | None) -> None:
         if qos == 0 and self.congested:
             self.broker.stats.dropped += 1
+            self._check_slow_consumer()  # dropping must not keep a reader that is stuck for good
             return
         v5 = self.v5
         if not v5:
