@@ -208,7 +208,7 @@ async def test_sqlite_wal_and_schema_version(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert tables >= {"retained", "sessions", "session_messages", "inbound_qos2"}
+        assert tables >= {"retained", "sessions", "session_messages", "inbound_qos2", "documents"}
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     finally:
         conn.close()
@@ -261,3 +261,20 @@ async def test_create_storage(tmp_path: Path) -> None:
     await s.open()
     await s.close()
     assert (tmp_path / "data" / "thingcore.db").exists()
+
+
+async def test_documents_put_get_list_delete(storage: Storage) -> None:
+    for key in ("thing-b", "thing-a", "other", "thing-c"):
+        storage.put_document("things", key, key.encode())
+    storage.put_document("rules", "thing-a", b"not a thing")
+    storage.put_document("things", "thing-b", b"replaced")
+    assert await storage.get_document("things", "thing-b") == b"replaced"
+    assert await storage.get_document("things", "missing") is None
+    listed = await storage.list_documents("things", prefix="thing-")
+    assert listed == [("thing-a", b"thing-a"), ("thing-b", b"replaced"), ("thing-c", b"thing-c")]
+    page = await storage.list_documents("things", start_after="thing-a", limit=1)
+    assert page == [("thing-b", b"replaced")]
+    await storage.delete_document("things", "thing-a")
+    storage.delete_document("things", "never-there")
+    assert [k for k, _ in await storage.list_documents("things")] == ["other", "thing-b", "thing-c"]
+    assert await storage.get_document("rules", "thing-a") == b"not a thing"

@@ -104,6 +104,27 @@ class Storage(ABC):
     def remove_inbound_qos2(self, client_id: str, packet_id: int) -> asyncio.Future[None]:
         """Forget an inbound QoS 2 packet id (PUBREL received)."""
 
+    # --- documents: small JSON-ish records of the services (shadows, things, rules, ...) ----------
+    # Keyed by (namespace, key); values are opaque bytes. Reads see every write issued before them.
+
+    @abstractmethod
+    def put_document(self, namespace: str, key: str, value: bytes) -> asyncio.Future[None]:
+        """Insert or replace one document."""
+
+    @abstractmethod
+    def delete_document(self, namespace: str, key: str) -> asyncio.Future[None]:
+        """Delete one document; a missing key is not an error."""
+
+    @abstractmethod
+    async def get_document(self, namespace: str, key: str) -> bytes | None:
+        """One document, or None."""
+
+    @abstractmethod
+    async def list_documents(
+        self, namespace: str, *, prefix: str = "", start_after: str | None = None, limit: int | None = None
+    ) -> list[tuple[str, bytes]]:
+        """Documents of a namespace in key order: those starting with ``prefix``, after ``start_after``."""
+
     @abstractmethod
     async def flush(self) -> None:
         """Wait until every write issued so far is committed (or has failed)."""

@@ -20,6 +20,7 @@ class MemoryStorage(Storage):
         self._sessions: dict[str, bytes] = {}
         self._messages: dict[str, dict[int, bytes]] = {}
         self._inbound: dict[str, set[int]] = {}
+        self._documents: dict[str, dict[str, bytes]] = {}
         self._closed = False
 
     async def open(self) -> None:
@@ -116,3 +117,26 @@ class MemoryStorage(Storage):
 
     async def flush(self) -> None:
         return None
+
+    def put_document(self, namespace: str, key: str, value: bytes) -> asyncio.Future[None]:
+        fut = self._done()
+        self._documents.setdefault(namespace, {})[key] = bytes(value)
+        return fut
+
+    def delete_document(self, namespace: str, key: str) -> asyncio.Future[None]:
+        fut = self._done()
+        self._documents.get(namespace, {}).pop(key, None)
+        return fut
+
+    async def get_document(self, namespace: str, key: str) -> bytes | None:
+        return self._documents.get(namespace, {}).get(key)
+
+    async def list_documents(
+        self, namespace: str, *, prefix: str = "", start_after: str | None = None, limit: int | None = None
+    ) -> list[tuple[str, bytes]]:
+        keys = sorted(k for k in self._documents.get(namespace, {}) if k.startswith(prefix)
+                      and (start_after is None or k > start_after))
+        if limit is not None:
+            keys = keys[:limit]
+        docs = self._documents[namespace] if keys else {}
+        return [(k, docs[k]) for k in keys]

@@ -23,7 +23,7 @@ from .base import Storage, StorageStats, StoredSession
 log = logging.getLogger(__name__)
 
 #: Stored in ``PRAGMA user_version``; bump it and add an entry to ``_MIGRATIONS`` to change the schema.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Upper bound on operations per transaction: bounds the time a batch holds its futures and the
 #: size of the WAL frame set written by one commit.
@@ -51,8 +51,17 @@ CREATE TABLE IF NOT EXISTS inbound_qos2 (
 ) WITHOUT ROWID;
 """
 
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS documents (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
+"""
+
 #: ``from_version -> script`` that brings a database from that version to the next one.
-_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -126,6 +135,18 @@ def _op_add_inbound_qos2(cur: sqlite3.Cursor, client_id: str, packet_id: int) ->
 
 def _op_remove_inbound_qos2(cur: sqlite3.Cursor, client_id: str, packet_id: int) -> None:
     cur.execute("DELETE FROM inbound_qos2 WHERE client_id = ? AND packet_id = ?", (client_id, packet_id))
+
+
+def _op_put_document(cur: sqlite3.Cursor, namespace: str, key: str, value: bytes) -> None:
+    cur.execute(
+        "INSERT INTO documents (namespace, key, value) VALUES (?, ?, ?)"
+        " ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+        (namespace, key, value),
+    )
+
+
+def _op_delete_document(cur: sqlite3.Cursor, namespace: str, key: str) -> None:
+    cur.execute("DELETE FROM documents WHERE namespace = ? AND key = ?", (namespace, key))
 
 
 def _resolve(futures: list[asyncio.Future[Any]], errors: list[BaseException | None] | None) -> None:
@@ -233,6 +254,38 @@ class SQLiteStorage(Storage):
         await self.flush()
         return await asyncio.to_thread(self._read, self._read_sessions)
 
+    async def get_document(self, namespace: str, key: str) -> bytes | None:
+        await self.flush()
+
+        def read(conn: sqlite3.Connection) -> bytes | None:
+            sql = "SELECT value FROM documents WHERE namespace = ? AND key = ?"
+            row = conn.execute(sql, (namespace, key)).fetchone()
+            return row[0] if row else None
+
+        return await asyncio.to_thread(self._read, read)
+
+    async def list_documents(
+        self, namespace: str, *, prefix: str = "", start_after: str | None = None, limit: int | None = None
+    ) -> list[tuple[str, bytes]]:
+        await self.flush()
+        sql = "SELECT key, value FROM documents WHERE namespace = ?"
+        args: list[Any] = [namespace]
+        if prefix:  # a range scan on the primary key rather than LIKE (which would need escaping)
+            sql += " AND key >= ? AND key < ?"
+            args += [prefix, prefix + "\U0010ffff"]
+        if start_after is not None:
+            sql += " AND key > ?"
+            args.append(start_after)
+        sql += " ORDER BY key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, bytes]]:
+            return conn.execute(sql, args).fetchall()
+
+        return await asyncio.to_thread(self._read, read)
+
     def _read(self, reader: Callable[[sqlite3.Connection], Any]) -> Any:
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
@@ -304,6 +357,12 @@ class SQLiteStorage(Storage):
 
     def remove_inbound_qos2(self, client_id: str, packet_id: int) -> asyncio.Future[None]:
         return self._submit(_op_remove_inbound_qos2, (client_id, packet_id))
+
+    def put_document(self, namespace: str, key: str, value: bytes) -> asyncio.Future[None]:
+        return self._submit(_op_put_document, (namespace, key, value))
+
+    def delete_document(self, namespace: str, key: str) -> asyncio.Future[None]:
+        return self._submit(_op_delete_document, (namespace, key))
 
     # --- writer thread -------------------------------------------------------------------------
 
