@@ -1,8 +1,12 @@
-"""The one ASGI app on the HTTP port. This issue serves `/healthz` and `/metrics`; later issues
-mount the AWS data plane, the control plane, the admin API, `/mqtt` and the dashboard here."""
+"""The one ASGI app on the HTTP port: health and metrics here, every API mounted as a router.
+
+Each API lives in its own module and exposes ``router(server) -> APIRouter``; adding one is one line
+in ``_ROUTERS``. Errors everywhere use AWS's shape (see :mod:`thingcore.http.errors`).
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,12 +14,18 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 import thingcore
+from thingcore.http.errors import install_error_handlers
 from thingcore.http.metrics import make_registry, render
+
+# module paths of the APIs, each with a `router(server)` factory; missing ones are skipped
+_ROUTERS: list[str] = []
 
 
 def create_app(server: Any) -> FastAPI:
-    """`server` is the running :class:`thingcore.server.Server` (broker, readiness, settings)."""
-    app = FastAPI(title="thingcore", version=thingcore.__version__)
+    """`server` is the running :class:`thingcore.server.Server` (broker, storage, services, settings)."""
+    app = FastAPI(title="thingcore", version=thingcore.__version__,
+                  description="thingcore: AWS IoT Core's model, self-hosted.")
+    install_error_handlers(app)
     registry = make_registry(server.broker)
 
     @app.get("/healthz", summary="200 once every listener is up, 503 before and while shutting down")
@@ -28,4 +38,6 @@ def create_app(server: Any) -> FastAPI:
     async def metrics() -> Response:
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
+    for path in _ROUTERS:
+        app.include_router(importlib.import_module(path).router(server))
     return app
