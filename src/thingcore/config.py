@@ -81,6 +81,31 @@ class LimitSettings(_Section):
     max_client_id_length: int = Field(65535, ge=1, le=65535)
 
 
+class AWSSettings(_Section):
+    region: str = Field("us-east-1", pattern=r"^[a-z0-9-]+$", description="Region written into ARNs")
+    account_id: str = Field("000000000000", pattern=r"^[0-9]{12}$", description="Account id written into ARNs")
+
+
+class RegistrySettings(_Section):
+    thing_type_delete_delay: float = Field(
+        300.0, ge=0, description="Seconds a thing type must stay deprecated before it can be deleted (AWS: 300)"
+    )
+
+
+class AdminSettings(_Section):
+    token: str | None = Field(None, min_length=16, description="Bearer token required by the /api/v1 admin API")
+    allow_unauthenticated: Literal["loopback", "true", "false"] = Field(
+        "loopback", description="Without a token: admin API from loopback addresses only (default), always, never"
+    )
+
+    @field_validator("allow_unauthenticated", mode="before")
+    @classmethod
+    def _bool_to_word(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THINGCORE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -101,6 +126,9 @@ class Settings(BaseSettings):
     tls: TLSSettings = Field(default_factory=TLSSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    aws: AWSSettings = Field(default_factory=AWSSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -157,4 +185,6 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     if data["tls"].get("keyfile"):
         data["tls"]["keyfile"] = "***"
+    if data["admin"].get("token"):
+        data["admin"]["token"] = "***"
     return data
