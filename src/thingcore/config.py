@@ -106,6 +106,21 @@ class AdminSettings(_Section):
         return value
 
 
+class RulesSettings(_Section):
+    directory: Path | None = Field(
+        None, description="Directory of AWS topicRulePayload JSON files applied at start-up (file name = rule name)"
+    )
+    action_queue_size: int = Field(10_000, ge=1, description="Jobs queued per rule action; beyond it: dropped")
+    max_attempts: int = Field(3, ge=1, le=20, description="Tries per action and message before the error action")
+    retry_delay: float = Field(0.2, ge=0, description="First back-off between tries in seconds; doubles each try")
+    evaluation_workers: int = Field(4, ge=1, description="Threads evaluating statements that call external functions")
+    evaluation_queue_size: int = Field(10_000, ge=1, description="Such evaluations waiting; beyond it: dropped")
+    http_timeout: float = Field(3.0, gt=0, description="HTTP action request timeout in seconds (AWS: 3)")
+    http_concurrency: int = Field(8, ge=1, description="Requests in flight per HTTP action")
+    function_timeout: float = Field(3.0, gt=0, description="Lambda handler timeout in seconds (aws_lambda(): 2)")
+    function_workers: int = Field(4, ge=1, description="Threads running lambda handlers (the concurrency limit)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THINGCORE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -129,6 +144,11 @@ class Settings(BaseSettings):
     aws: AWSSettings = Field(default_factory=AWSSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    functions: dict[str, str] = Field(
+        default_factory=dict, description="Lambda-style handlers by name: `module:function` or `path/file.py:function`"
+    )
+    secrets: dict[str, str] = Field(default_factory=dict, description="Secrets served to the SQL get_secret()")
 
     @classmethod
     def settings_customise_sources(
@@ -187,4 +207,5 @@ def redacted(settings: Settings) -> dict[str, Any]:
         data["tls"]["keyfile"] = "***"
     if data["admin"].get("token"):
         data["admin"]["token"] = "***"
+    data["secrets"] = {name: "***" for name in data["secrets"]}
     return data
