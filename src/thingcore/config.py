@@ -121,6 +121,35 @@ class RulesSettings(_Section):
     function_workers: int = Field(4, ge=1, description="Threads running lambda handlers (the concurrency limit)")
 
 
+class AccessKey(_Section):
+    access_key_id: str = Field(..., min_length=1, description="The AWS access key id clients sign with")
+    secret_access_key: str = Field(..., min_length=1, description="Its secret (redacted in the admin API)")
+    principal: str | None = Field(None, description="Principal for access rules (default: the access key id)")
+
+
+class HTTPSettings(_Section):
+    certfile: Path | None = Field(None, description="PEM certificate (chain): the HTTP port serves HTTPS and wss")
+    keyfile: Path | None = Field(None, description="PEM private key of that certificate")
+    verify_signatures: Literal["true", "false", "non-loopback"] = Field(
+        "non-loopback",
+        description="AWS SigV4 checks: `true` every request and WebSocket upgrade must be signed with an access key; "
+        "`non-loopback` (default) signatures are checked except from loopback clients signing with an unknown key; "
+        "`false` signatures are ignored. Unsigned callers are anonymous (see auth.allow_anonymous)",
+    )
+    access_keys: list[AccessKey] = Field(default_factory=list, description="Access keys accepted in signatures")
+
+    @field_validator("verify_signatures", mode="before")
+    @classmethod
+    def _bool_to_word(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THINGCORE_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -141,6 +170,7 @@ class Settings(BaseSettings):
     tls: TLSSettings = Field(default_factory=TLSSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    http: HTTPSettings = Field(default_factory=HTTPSettings)
     aws: AWSSettings = Field(default_factory=AWSSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
@@ -205,6 +235,10 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     if data["tls"].get("keyfile"):
         data["tls"]["keyfile"] = "***"
+    if data["http"].get("keyfile"):
+        data["http"]["keyfile"] = "***"
+    for key in data["http"]["access_keys"]:
+        key["secret_access_key"] = "***"
     if data["admin"].get("token"):
         data["admin"]["token"] = "***"
     data["secrets"] = {name: "***" for name in data["secrets"]}
