@@ -13,9 +13,11 @@ import uvicorn
 
 from thingcore.auth import build_authenticator, build_authorizer, is_trivial
 from thingcore.broker.core import Broker
+from thingcore.broker.lifecycle import LifecycleEvents
 from thingcore.broker.listeners import Listener, start_mqtt_listener
 from thingcore.broker.tls import server_ssl_context
 from thingcore.config import ConfigError, Settings
+from thingcore.registry import Registry
 from thingcore.storage import create_storage
 
 log = logging.getLogger("thingcore")
@@ -52,6 +54,8 @@ class Server:
         authorize = build_authorizer([r.model_dump(exclude_none=True) for r in auth.acl])
         self.broker = Broker(settings, self.storage, self.authenticate, authorize,
                              authorize_is_trivial=is_trivial(authorize))
+        self.lifecycle = LifecycleEvents(self.broker)
+        self.registry = Registry(self.storage, settings)
 
     def listener_info(self) -> list[dict[str, Any]]:
         info = [{"name": lst.name, "host": lst.host, "port": lst.port} for lst in self.listeners]
@@ -63,6 +67,7 @@ class Server:
         s = self.settings
         await self.storage.open()
         await self.broker.start()
+        self.lifecycle.start()
         self.listeners.append(await start_mqtt_listener(self.broker, "mqtt", s.host, s.mqtt_port))
         if s.tls.enabled:
             try:
@@ -108,6 +113,7 @@ class Server:
         for lst in self.listeners:
             lst.close()
         await self.broker.stop(self.settings.shutdown_grace)
+        self.lifecycle.stop()
         if self._http is not None:
             self._http.should_exit = True
             if self._http_task is not None:

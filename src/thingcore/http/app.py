@@ -18,7 +18,10 @@ from thingcore.http.errors import install_error_handlers
 from thingcore.http.metrics import make_registry, render
 
 # module paths of the APIs, each with a `router(server)` factory; missing ones are skipped
-_ROUTERS: list[str] = []
+_ROUTERS: list[str] = [
+    "thingcore.http.controlplane",
+    "thingcore.http.admin",
+]
 
 
 def create_app(server: Any) -> FastAPI:

@@ -1,0 +1,169 @@
+"""AWS IoT control plane (``iot`` service) paths for the thing registry, so boto3 and the AWS CLI work.
+
+Paths, methods, query names and body shapes follow botocore's ``iot/2015-05-28`` model (rest-json):
+things under ``/things/{thingName}``, thing types under ``/thing-types/{thingTypeName}``. The
+registry validates names and attributes itself; these models only give the JSON its shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from thingcore.http.errors import AWSError
+from thingcore.registry import Registry, RegistryError
+
+log = logging.getLogger("thingcore.http")
+
+T = TypeVar("T")
+
+
+class AttributePayload(BaseModel):
+    attributes: dict[str, str] | None = None
+    merge: bool = False
+
+
+class CreateThingBody(BaseModel):
+    thingTypeName: str | None = None
+    attributePayload: AttributePayload | None = None
+    billingGroupName: str | None = None
+
+
+class UpdateThingBody(BaseModel):
+    thingTypeName: str | None = None
+    attributePayload: AttributePayload | None = None
+    expectedVersion: int | None = None
+    removeThingType: bool = False
+
+
+class PropagatingAttribute(BaseModel):
+    userPropertyKey: str | None = None
+    thingAttribute: str | None = None
+    connectionAttribute: str | None = None
+
+
+class Mqtt5Configuration(BaseModel):
+    propagatingAttributes: list[PropagatingAttribute] | None = None
+
+
+class ThingTypeProperties(BaseModel):
+    thingTypeDescription: str | None = None
+    searchableAttributes: list[str] | None = None
+    mqtt5Configuration: Mqtt5Configuration | None = None
+
+
+class Tag(BaseModel):
+    Key: str
+    Value: str | None = None
+
+
+class CreateThingTypeBody(BaseModel):
+    thingTypeProperties: ThingTypeProperties | None = None
+    tags: list[Tag] | None = None
+
+
+class DeprecateThingTypeBody(BaseModel):
+    undoDeprecate: bool = False
+
+
+async def _aws(call: Awaitable[T]) -> T:
+    """Registry errors become AWS error responses; anything unexpected is a 500 in AWS's shape."""
+    try:
+        return await call
+    except RegistryError as exc:
+        raise AWSError(exc.status, exc.error_type, exc.message, **exc.extra) from None
+    except AWSError:
+        raise
+    except Exception:
+        log.exception("control plane request failed")
+        raise AWSError(500, "InternalFailureException", "internal error") from None
+
+
+def router(server: Any) -> APIRouter:
+    registry: Registry = server.registry
+    things, types = registry.things, registry.types
+    api = APIRouter(tags=["control plane (AWS iot)"])
+
+    @api.post("/things/{thingName}", summary="CreateThing")
+    async def create_thing(thingName: str, body: Annotated[CreateThingBody | None, Body()] = None) -> JSONResponse:
+        body = body or CreateThingBody()
+        payload = body.attributePayload
+        result = await _aws(things.create(
+            thingName, thing_type=body.thingTypeName, attributes=payload.attributes if payload else None,
+            billing_group=body.billingGroupName,
+        ))
+        return JSONResponse(result)
+
+    @api.get("/things/{thingName}", summary="DescribeThing")
+    async def describe_thing(thingName: str) -> JSONResponse:
+        return JSONResponse(await _aws(things.describe(thingName)))
+
+    @api.get("/things", summary="ListThings")
+    async def list_things(
+        nextToken: str | None = None,
+        maxResults: Annotated[int | None, Query()] = None,
+        attributeName: str | None = None,
+        attributeValue: str | None = None,
+        thingTypeName: str | None = None,
+        usePrefixAttributeValue: bool = False,
+    ) -> JSONResponse:
+        return JSONResponse(await _aws(things.list(
+            attribute_name=attributeName, attribute_value=attributeValue, thing_type=thingTypeName,
+            prefix_value=usePrefixAttributeValue, max_results=maxResults, next_token=nextToken,
+        )))
+
+    @api.patch("/things/{thingName}", summary="UpdateThing")
+    async def update_thing(thingName: str, body: Annotated[UpdateThingBody | None, Body()] = None) -> JSONResponse:
+        body = body or UpdateThingBody()
+        payload = body.attributePayload
+        attributes = None
+        if payload is not None:
+            attributes = payload.attributes or {}
+        await _aws(things.update(
+            thingName, thing_type=body.thingTypeName, attributes=attributes,
+            merge=bool(payload and payload.merge), expected_version=body.expectedVersion,
+            remove_thing_type=body.removeThingType,
+        ))
+        return JSONResponse({})
+
+    @api.delete("/things/{thingName}", summary="DeleteThing")
+    async def delete_thing(thingName: str, expectedVersion: int | None = None) -> JSONResponse:
+        await _aws(things.delete(thingName, expectedVersion))
+        return JSONResponse({})
+
+    @api.post("/thing-types/{thingTypeName}", summary="CreateThingType")
+    async def create_thing_type(thingTypeName: str,
+                                body: Annotated[CreateThingTypeBody | None, Body()] = None) -> JSONResponse:
+        body = body or CreateThingTypeBody()
+        props = body.thingTypeProperties.model_dump(exclude_none=True) if body.thingTypeProperties else None
+        tags = [t.model_dump(exclude_none=True) for t in body.tags] if body.tags else None
+        return JSONResponse(await _aws(types.create(thingTypeName, props, tags)))
+
+    @api.get("/thing-types/{thingTypeName}", summary="DescribeThingType")
+    async def describe_thing_type(thingTypeName: str) -> JSONResponse:
+        return JSONResponse(await _aws(types.describe(thingTypeName)))
+
+    @api.get("/thing-types", summary="ListThingTypes")
+    async def list_thing_types(nextToken: str | None = None, maxResults: int | None = None,
+                               thingTypeName: str | None = None) -> JSONResponse:
+        return JSONResponse(await _aws(types.list(
+            thing_type_name=thingTypeName, max_results=maxResults, next_token=nextToken,
+        )))
+
+    @api.post("/thing-types/{thingTypeName}/deprecate", summary="DeprecateThingType")
+    async def deprecate_thing_type(thingTypeName: str,
+                                   body: Annotated[DeprecateThingTypeBody | None, Body()] = None) -> JSONResponse:
+        await _aws(types.deprecate(thingTypeName, undo=bool(body and body.undoDeprecate)))
+        return JSONResponse({})
+
+    @api.delete("/thing-types/{thingTypeName}", summary="DeleteThingType")
+    async def delete_thing_type(thingTypeName: str) -> JSONResponse:
+        await _aws(types.delete(thingTypeName))
+        return JSONResponse({})
+
+    return api
