@@ -13,6 +13,7 @@ from rich.console import Console
 import thingcore
 from thingcore.auth.cli import passwd_app
 from thingcore.config import ConfigError, load_settings
+from thingcore.registry.cli import things_app
 
 app = typer.Typer(
     name="thingcore",
@@ -23,6 +24,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(passwd_app, name="passwd", help="Manage the password file (username:argon2 hash lines).")
+app.add_typer(things_app, name="things", help="Manage things in a running server's registry (over HTTP).")
 err = Console(stderr=True)
 
 
