@@ -1,0 +1,64 @@
+"""What a statement evaluates against (one incoming message) and what it produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .values import parse_payload
+
+
+@dataclass(slots=True)
+class MessageContext:
+    """One incoming message as the rules engine sees it.
+
+    ``services`` provides the local counterparts of AWS's external functions (each optional; a
+    missing one makes the function fail the rule with a clear error):
+
+    - ``get_thing_shadow(thing_name, role_arn, shadow_name=None) -> dict | None``
+    - ``call_function(function_arn, payload) -> Any`` (``aws_lambda()``; payload is a JSON value)
+    - ``get_dynamodb(table, hash_key_name, hash_key_value, range_key_name=None, range_key_value=None,
+      role_arn=None) -> dict | None``
+    - ``get_secret(secret_id, secret_type, key, role_arn) -> str | bytes``: the secret's current
+      value, ``str`` for SecretString and ``bytes`` for SecretBinary; the SQL applies ``key`` and
+      base64 itself, as AWS documents
+    - ``get_registry_data(api, thing_name, role_arn) -> dict | None`` (DescribeThing /
+      ListThingGroupsForThing)
+    - ``account_id`` attribute: what ``accountid()`` returns (default ``000000000000``)
+
+    The parsed payload is cached on the context, so every rule evaluating the same message parses
+    it once.
+    """
+
+    topic: str
+    payload: bytes
+    client_id: str | None = None
+    principal: str | None = None
+    source_ip: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    timestamp_ms: int = 0
+    trace_id: str | None = None
+    rule_name: str | None = None
+    services: Any = None
+    _doc: Any = field(default=None, repr=False, compare=False)
+    _parsed: bool = field(default=False, repr=False, compare=False)
+    _variables: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def document(self) -> Any:
+        """The payload as a JSON document (dict or list), or the raw bytes when it is not JSON."""
+        if self._parsed:
+            return self._doc
+        doc = self._doc = parse_payload(self.payload)
+        self._parsed = True
+        return doc
+
+
+@dataclass(slots=True)
+class QueryResult:
+    """``matched``: WHERE was Boolean true (or absent). ``output``: the SELECT result as a Python
+    value -- a dict for ``SELECT a, b``; any JSON value for ``SELECT VALUE``; ``bytes`` when it is a
+    raw (non-JSON) payload, including ``b""`` for Undefined. Treat it as read-only: it may share
+    structure with the parsed payload. ``thingcore.rules.sql.output_to_bytes`` serializes it."""
+
+    matched: bool
+    output: Any = None

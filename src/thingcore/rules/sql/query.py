@@ -1,0 +1,114 @@
+"""compile_sql(): a statement parsed and compiled once, then evaluated per message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ...mqtt.reason_codes import MQTTError
+from ...mqtt.topics import topic_matches, validate_topic_filter
+from . import ast
+from .compiler import MAX_VARIABLE_NAME, Compiler, Env, check_version
+from .context import MessageContext, QueryResult
+from .errors import SqlError
+from .parser import parse_statement
+from .values import UNDEFINED, normalize_v2
+
+_NOT_MATCHED = QueryResult(False, None)
+
+
+class CompiledQuery:
+    """A compiled statement. ``evaluate`` does not look at the topic: the rules engine routes
+    messages by ``topic_filter`` (``matches`` applies AWS's matching when a caller needs it)."""
+
+    __slots__ = ("_assignments", "_project", "_v2", "_value", "_where", "functions", "needs_services", "sql",
+                 "topic_filter", "version", "warnings")
+
+    def __init__(self, sql: str, version: str, topic_filter: str, needs_services: bool,
+                 assignments: list[tuple[str, Callable[[Env], Any]]], where: Callable[[Env], Any] | None,
+                 project: Callable[[Env], Any], value: bool, functions: frozenset[str], warnings: list[str]) -> None:
+        self.sql = sql
+        self.version = version
+        self.topic_filter = topic_filter
+        self.needs_services = needs_services
+        self.functions = functions  # names of the functions the statement calls
+        self.warnings = warnings  # things AWS accepts but evaluates as Undefined (wrong argument counts)
+        self._assignments = assignments
+        self._where = where
+        self._project = project
+        self._value = value
+        self._v2 = version != "2015-10-08"
+
+    def __repr__(self) -> str:
+        return f"CompiledQuery({self.sql!r}, version={self.version!r})"
+
+    def matches(self, topic: str) -> bool:
+        """Whether FROM selects ``topic``; as on AWS, ``'a/#'`` does not match ``a``."""
+        f = self.topic_filter
+        if not f:
+            return False
+        if f.endswith("/#") and topic == f[:-2]:
+            return False
+        return topic_matches(f, topic)
+
+    def evaluate(self, ctx: MessageContext) -> QueryResult:
+        """Run SET, WHERE, then SELECT against one message. Raises SqlRuntimeError when an
+        external function fails (the rule fails, as on AWS)."""
+        root = ctx.document()
+        env = Env(ctx, root, {}, self.version, self._v2)
+        if self._assignments:
+            variables = env.variables
+            for name, fn in self._assignments:
+                variables[name] = fn(env)
+            ctx._variables = variables
+        else:
+            ctx._variables = None
+        where = self._where
+        if where is not None and where(env) is not True:
+            return _NOT_MATCHED
+        out = self._project(env)
+        if out is UNDEFINED:
+            return QueryResult(True, b"")
+        if self._v2:
+            t = type(out)
+            if t is dict or t is list or t is float:
+                out = normalize_v2(out)
+        return QueryResult(True, out)
+
+
+def compile_sql(sql: str, version: str | None = "2016-03-23") -> CompiledQuery:
+    """Parse and compile ``sql`` for ``version``; raises SqlError naming the position and what was
+    expected. ``version=None`` means the default, 2016-03-23 (AWS's API default when
+    ``awsIotSqlVersion`` is omitted is 2015-10-08: callers that mirror the API pass that)."""
+    if not isinstance(sql, str):
+        raise SqlError("the SQL statement must be a string")
+    version = check_version(version)
+    tree = parse_statement(sql)
+    compiler = Compiler(sql, version)
+    topic_filter = ""
+    if tree.topic_filter is not None:
+        topic_filter = tree.topic_filter
+        try:
+            validate_topic_filter(topic_filter)
+        except MQTTError as e:
+            raise SqlError(f"invalid topic filter in FROM: {e}", tree.topic_pos, sql) from None
+        if topic_filter.startswith("$share/"):
+            raise SqlError("FROM cannot use a shared subscription ($share/...)", tree.topic_pos, sql)
+    assignments = _assignments(compiler, tree)
+    where = compiler.expr(tree.where) if tree.where is not None else None
+    project = compiler.projection(tree)
+    return CompiledQuery(sql, version, topic_filter, compiler.needs_services, assignments, where, project,
+                         tree.value, frozenset(compiler.functions), compiler.warnings)
+
+
+def _assignments(compiler: Compiler, tree: ast.Select) -> list[tuple[str, Callable[[Env], Any]]]:
+    out = []
+    for name, node, pos in tree.assignments:
+        if len(name) > MAX_VARIABLE_NAME:
+            raise compiler.error(f"variable name @{name} is longer than {MAX_VARIABLE_NAME} characters", pos)
+        if name in compiler.variables:
+            raise compiler.error(f"variable @{name} is assigned twice (SET variables are immutable)", pos)
+        fn = compiler.expr(node)  # compiled before the name is defined: self-reference is an error
+        compiler.variables.add(name)
+        out.append((name, fn))
+    return out
