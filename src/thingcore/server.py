@@ -17,6 +17,7 @@ from thingcore.broker.lifecycle import LifecycleEvents
 from thingcore.broker.listeners import Listener, start_mqtt_listener
 from thingcore.broker.tls import server_ssl_context
 from thingcore.config import ConfigError, Settings
+from thingcore.http.websocket import accept_signed_websockets
 from thingcore.registry import Registry
 from thingcore.storage import create_storage
 
@@ -47,10 +48,10 @@ class Server:
         self.storage = create_storage(data_dir, synchronous=settings.sqlite_synchronous)
         auth = settings.auth
         require_cert = ["mqtts"] if settings.tls.require_client_cert else []
-        self.authenticate = build_authenticator(
+        self.authenticate = accept_signed_websockets(build_authenticator(
             allow_anonymous=auth.allow_anonymous, password_file=auth.password_file,
             require_client_cert_listeners=require_cert,
-        )
+        ))
         authorize = build_authorizer([r.model_dump(exclude_none=True) for r in auth.acl])
         self.broker = Broker(settings, self.storage, self.authenticate, authorize,
                              authorize_is_trivial=is_trivial(authorize))
@@ -84,8 +85,12 @@ class Server:
         from thingcore.http.app import create_app
 
         s = self.settings
+        tls = s.http.tls
         config = uvicorn.Config(create_app(self), host=s.host, port=s.http_port, log_level="warning",
-                                lifespan="off", access_log=False, loop="none")
+                                lifespan="off", access_log=False, loop="none",
+                                ssl_certfile=s.http.certfile if tls else None, ssl_keyfile=s.http.keyfile,
+                                ws="websockets-sansio", ws_max_size=2 * s.limits.max_packet_size,
+                                ws_per_message_deflate=False, ws_ping_interval=None)
         self._http = _EmbeddedUvicorn(config)
         self._http_task = asyncio.create_task(self._http.serve())
         while not self._http.started:
@@ -95,7 +100,8 @@ class Server:
             await asyncio.sleep(0.01)
         sock = self._http.servers[0].sockets[0]
         self.http_port = sock.getsockname()[1]
-        log.info("http listener on http://%s:%d (/healthz, /metrics)", s.host, self.http_port)
+        log.info("http listener on %s://%s:%d (/healthz, /metrics, /mqtt)", "https" if tls else "http", s.host,
+                 self.http_port)
 
     def request_stop(self) -> None:
         self._stop_event.set()

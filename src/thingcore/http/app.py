@@ -19,6 +19,8 @@ from thingcore.http.metrics import make_registry, render
 
 # module paths of the APIs, each with a `router(server)` factory; missing ones are skipped
 _ROUTERS: list[str] = [
+    "thingcore.http.dataplane",
+    "thingcore.http.websocket",
     "thingcore.http.controlplane",
     "thingcore.http.admin",
 ]
