@@ -24,12 +24,9 @@ from thingcore.http.errors import AWSError
 from thingcore.mqtt import MQTTError
 from thingcore.mqtt.topics import validate_topic_filter
 
-# DISCONNECT reason codes a server may send (MQTT 5.0, 3.14.2.1)
-SERVER_DISCONNECT_CODES = frozenset({
-    0x00, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97,
-    0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
-})
 ADMINISTRATIVE_ACTION = 0x98
+# Long query and path values are refused with a clear 400 before the HTTP parser's 16 KB line limit
+MAX_KEY = 1024
 
 
 class ErrorBody(BaseModel):
@@ -86,9 +83,16 @@ class SubscriptionList(BaseModel):
     subscriptions: list[SubscriptionInfo]
 
 
+ServerDisconnectCode = Literal[
+    0x00, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97,
+    0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
+]
+
+
 class DisconnectRequest(BaseModel):
-    reason_code: int = Field(ADMINISTRATIVE_ACTION, ge=0, le=255,
-                             description="MQTT 5 DISCONNECT reason code (default 0x98 administrative action)")
+    reason_code: ServerDisconnectCode = Field(
+        ADMINISTRATIVE_ACTION, description="MQTT 5 DISCONNECT reason code a server may send (default 0x98 = 152, "
+                                           "administrative action)")
     reason_string: str | None = Field(None, max_length=1024, description="Sent to MQTT 5 clients")
 
 
@@ -127,7 +131,8 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-_bearer = HTTPBearer(auto_error=False, description="The [admin] token of the server's configuration")
+_bearer = HTTPBearer(auto_error=False, scheme_name="adminToken",
+                     description="The [admin] token of the server's configuration")
 
 
 def _require_admin(server: Any) -> Any:
@@ -188,8 +193,13 @@ def router(server: Any) -> APIRouter:
     started = time.time()
     api = APIRouter(prefix="/api/v1", tags=["admin"], dependencies=[Depends(_require_admin(server))],
                     responses=_RESPONSES)
+    # without a configured token the bearer is optional (an empty requirement next to it in OpenAPI)
+    extra = {"security": [{}]} if not server.settings.admin.token else None
 
-    @api.get("/stats", response_model=Stats, summary="Broker and storage statistics")
+    def route(method: str, path: str, **kwargs: Any) -> Any:
+        return api.api_route(path, methods=[method], openapi_extra=extra, **kwargs)
+
+    @route("GET", "/stats", response_model=Stats, summary="Broker and storage statistics")
     async def stats() -> dict[str, Any]:
         lifecycle = getattr(server, "lifecycle", None)
         return {
@@ -198,12 +208,13 @@ def router(server: Any) -> APIRouter:
             "lifecycle_events_published": lifecycle.published if lifecycle is not None else 0,
         }
 
-    @api.get("/clients", response_model=ClientPage, summary="Clients (sessions), in client id order, paged")
+    @route("GET", "/clients", response_model=ClientPage, summary="Clients (sessions), in client id order, paged")
     async def list_clients(
         status: Annotated[Literal["connected", "disconnected", "all"], Query(
             description="connected clients (default), offline persistent sessions, or both")] = "connected",
-        prefix: Annotated[str, Query(max_length=65535, description="Only client ids starting with this")] = "",
-        after: Annotated[str | None, Query(description="Client id the previous page ended with")] = None,
+        prefix: Annotated[str, Query(max_length=MAX_KEY, description="Only client ids starting with this")] = "",
+        after: Annotated[str | None, Query(max_length=MAX_KEY,
+                                           description="Client id the previous page ended with")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         ids = []
@@ -225,9 +236,9 @@ def router(server: Any) -> APIRouter:
             raise AWSError(404, "ResourceNotFoundException", f"no client or session {client_id!r}")
         return session
 
-    @api.get("/clients/{client_id:path}/subscriptions", response_model=SubscriptionList, responses=_NOT_FOUND,
+    @route("GET", "/clients/{client_id:path}/subscriptions", response_model=SubscriptionList, responses=_NOT_FOUND,
              summary="A client's subscriptions")
-    async def client_subscriptions(client_id: Annotated[str, Path()]) -> dict[str, Any]:
+    async def client_subscriptions(client_id: Annotated[str, Path(max_length=MAX_KEY)]) -> dict[str, Any]:
         session = session_of(client_id)
         subs = []
         for key, (entry, group, _bare) in sorted(session.subscriptions.items()):
@@ -238,14 +249,11 @@ def router(server: Any) -> APIRouter:
             })
         return {"client_id": client_id, "subscriptions": subs}
 
-    @api.post("/clients/{client_id:path}/disconnect", response_model=DisconnectResult, responses=_NOT_FOUND,
+    @route("POST", "/clients/{client_id:path}/disconnect", response_model=DisconnectResult, responses=_NOT_FOUND,
               summary="Disconnect a client (MQTT 5: DISCONNECT with a reason code, 0x98 by default)")
-    async def disconnect_client(client_id: Annotated[str, Path()],
+    async def disconnect_client(client_id: Annotated[str, Path(max_length=MAX_KEY)],
                                 body: DisconnectRequest | None = None) -> dict[str, Any]:
         body = body or DisconnectRequest()
-        if body.reason_code not in SERVER_DISCONNECT_CODES:
-            raise AWSError(400, "InvalidRequestException",
-                           f"0x{body.reason_code:02X} is not a DISCONNECT reason code a server may send")
         session = broker.sessions.get(client_id)
         conn = session.connection if session is not None else None
         if conn is None:
@@ -254,15 +262,17 @@ def router(server: Any) -> APIRouter:
         conn.close(body.reason_code, body.reason_string or "disconnected by an administrator")
         return {"client_id": client_id, "reason_code": body.reason_code, "reason_code_sent": conn.v5}
 
-    @api.get("/clients/{client_id:path}", response_model=ClientInfo, responses=_NOT_FOUND,
+    @route("GET", "/clients/{client_id:path}", response_model=ClientInfo, responses=_NOT_FOUND,
              summary="One client: connection details when connected, session state always")
-    async def get_client(client_id: Annotated[str, Path()]) -> dict[str, Any]:
+    async def get_client(client_id: Annotated[str, Path(max_length=MAX_KEY)]) -> dict[str, Any]:
         return _client_info(session_of(client_id))
 
-    @api.get("/retained", response_model=RetainedPage, summary="Retained messages, in topic order, paged")
+    @route("GET", "/retained", response_model=RetainedPage, summary="Retained messages, in topic order, paged")
     async def list_retained(
-        filter: Annotated[str, Query(description="MQTT topic filter; `#` does not match `$` topics")] = "#",
-        after: Annotated[str | None, Query(description="Topic the previous page ended with")] = None,
+        filter: Annotated[str, Query(max_length=MAX_KEY,
+                                     description="MQTT topic filter; `#` does not match `$` topics")] = "#",
+        after: Annotated[str | None, Query(max_length=MAX_KEY, description="Topic the previous page ended with")]
+        = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         try:
@@ -275,9 +285,9 @@ def router(server: Any) -> APIRouter:
         page = msgs[:limit]
         return {"retained": [_summary(m) for m in page], "next": page[-1].topic if len(msgs) > limit else None}
 
-    @api.get("/retained/{topic:path}", response_model=RetainedMessage, responses=_NOT_FOUND,
+    @route("GET", "/retained/{topic:path}", response_model=RetainedMessage, responses=_NOT_FOUND,
              summary="One retained message with its payload")
-    async def get_retained(topic: Annotated[str, Path()]) -> dict[str, Any]:
+    async def get_retained(topic: Annotated[str, Path(max_length=MAX_KEY)]) -> dict[str, Any]:
         msg = broker.retained.get(topic) if topic else None
         if msg is None or msg.expired():
             raise AWSError(404, "ResourceNotFoundException", f"no retained message on {topic!r}")
@@ -288,7 +298,7 @@ def router(server: Any) -> APIRouter:
         return {**_summary(msg), "payload_base64": base64.b64encode(msg.payload).decode(), "payload_utf8": text,
                 "properties": _json_properties(msg.properties), "client_id": msg.client_id}
 
-    @api.get("/config", summary="The server's effective configuration, secrets replaced by ***")
+    @route("GET", "/config", summary="The server's effective configuration, secrets replaced by ***")
     async def config() -> dict[str, Any]:
         return redacted(server.settings)
 
