@@ -19,6 +19,7 @@ from thingcore.broker.tls import server_ssl_context
 from thingcore.config import ConfigError, Settings
 from thingcore.http.websocket import accept_signed_websockets
 from thingcore.registry import Registry
+from thingcore.shadow.service import ShadowService
 from thingcore.storage import create_storage
 
 log = logging.getLogger("thingcore")
@@ -57,6 +58,7 @@ class Server:
                              authorize_is_trivial=is_trivial(authorize))
         self.lifecycle = LifecycleEvents(self.broker)
         self.registry = Registry(self.storage, settings)
+        self.shadows = ShadowService(self.broker, self.storage)
 
     def listener_info(self) -> list[dict[str, Any]]:
         info = [{"name": lst.name, "host": lst.host, "port": lst.port} for lst in self.listeners]
@@ -68,6 +70,7 @@ class Server:
         s = self.settings
         await self.storage.open()
         await self.broker.start()
+        await self.shadows.start()
         self.lifecycle.start()
         self.listeners.append(await start_mqtt_listener(self.broker, "mqtt", s.host, s.mqtt_port))
         if s.tls.enabled:
@@ -118,6 +121,7 @@ class Server:
         log.info("shutting down")
         for lst in self.listeners:
             lst.close()
+        await self.shadows.stop()
         await self.broker.stop(self.settings.shutdown_grace)
         self.lifecycle.stop()
         if self._http is not None:

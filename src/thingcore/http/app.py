@@ -23,6 +23,7 @@ _ROUTERS: list[str] = [
     "thingcore.http.websocket",
     "thingcore.http.controlplane",
     "thingcore.http.admin",
+    "thingcore.http.shadow_api",
 ]
 
 
@@ -31,7 +32,7 @@ def create_app(server: Any) -> FastAPI:
     app = FastAPI(title="thingcore", version=thingcore.__version__,
                   description="thingcore: AWS IoT Core's model, self-hosted.")
     install_error_handlers(app)
-    registry = make_registry(server.broker)
+    registry = make_registry(server.broker, *getattr(server, "metric_collectors", ()))
 
     @app.get("/healthz", summary="200 once every listener is up, 503 before and while shutting down")
     async def healthz() -> JSONResponse:
