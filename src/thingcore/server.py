@@ -19,6 +19,7 @@ from thingcore.broker.tls import server_ssl_context
 from thingcore.config import ConfigError, Settings
 from thingcore.http.websocket import accept_signed_websockets
 from thingcore.registry import Registry
+from thingcore.rules.engine import RulesEngine
 from thingcore.shadow.service import ShadowService
 from thingcore.storage import create_storage
 
@@ -58,6 +59,8 @@ class Server:
                              authorize_is_trivial=is_trivial(authorize))
         self.lifecycle = LifecycleEvents(self.broker)
         self.registry = Registry(self.storage, settings)
+        self.rules = RulesEngine(settings, self.broker, self.storage)
+        self.metric_collectors: list[Any] = [self.rules.collector]  # read by /metrics at scrape time
         self.shadows = ShadowService(self.broker, self.storage)
 
     def listener_info(self) -> list[dict[str, Any]]:
@@ -72,6 +75,7 @@ class Server:
         await self.broker.start()
         await self.shadows.start()
         self.lifecycle.start()
+        await self.rules.start(shadows=getattr(self, "shadows", None), registry=self.registry)
         self.listeners.append(await start_mqtt_listener(self.broker, "mqtt", s.host, s.mqtt_port))
         if s.tls.enabled:
             try:
@@ -122,6 +126,7 @@ class Server:
         for lst in self.listeners:
             lst.close()
         await self.shadows.stop()
+        await self.rules.stop(self.settings.shutdown_grace)
         await self.broker.stop(self.settings.shutdown_grace)
         self.lifecycle.stop()
         if self._http is not None:

@@ -141,6 +141,9 @@ class Broker:
         self.retained = RetainedStore()
         self.stats = Stats()
         self.hooks: list[EventHook] = []
+        # Basic Ingest: the rules engine takes every message on $aws/rules/... before routing (no subscriber
+        # ever sees one); None when no rules engine runs
+        self.rules_ingest: MessageHandler | None = None
         self._shared_rr: dict[tuple[str, str], int] = {}
         self._bus_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -416,6 +419,9 @@ class Broker:
         """
         stats = self.stats
         stats.msgs_in += 1
+        if msg.topic.startswith("$aws/rules/") and self.rules_ingest is not None:
+            self.rules_ingest(msg)
+            return None
         futures: list[asyncio.Future] | None = None
         if msg.retain:
             fut = self._retain(msg)

@@ -23,6 +23,7 @@ _ROUTERS: list[str] = [
     "thingcore.http.websocket",
     "thingcore.http.controlplane",
     "thingcore.http.admin",
+    "thingcore.http.rules_api",
     "thingcore.http.shadow_api",
 ]
 

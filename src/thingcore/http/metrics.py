@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -54,9 +55,12 @@ class BrokerCollector:
             yield GaugeMetricFamily("thingcore_" + name, help_text, value=value)
 
 
-def make_registry(broker: Broker) -> CollectorRegistry:
+def make_registry(broker: Broker, *collectors: Any) -> CollectorRegistry:
+    """The broker's metrics plus the services' collectors (each with a ``collect()``)."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(BrokerCollector(broker))
+    for collector in collectors:
+        registry.register(collector)
     return registry
 
 

@@ -45,12 +45,26 @@ class MessageContext:
     _variables: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def document(self) -> Any:
-        """The payload as a JSON document (dict or list), or the raw bytes when it is not JSON."""
+        """The payload as a JSON document (dict or list), or the raw bytes when it is not JSON.
+
+        Parsed once per context, and shared with the next contexts built on the very same payload
+        object (the engine builds one context per rule for a message): documents are read-only."""
         if self._parsed:
             return self._doc
-        doc = self._doc = parse_payload(self.payload)
+        global _last_parsed
+        payload = self.payload
+        last = _last_parsed
+        if last[0] is payload:
+            doc = last[1]
+        else:
+            doc = parse_payload(payload)
+            _last_parsed = (payload, doc)
+        self._doc = doc
         self._parsed = True
         return doc
+
+
+_last_parsed: tuple[Any, Any] = (None, None)  # (payload bytes object, its document); one assignment, so thread-safe
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ Importing this package imports each module, and each module registers its functi
 
 from __future__ import annotations
 
-from . import documents, encoding, external, message, numeric, regexp, strings  # noqa: F401  (registration)
+from . import documents, encoding, external, message, numeric, regexp, strings, timefmt  # noqa: F401
 from .external import UNSUPPORTED_FUNCTIONS, UNSUPPORTED_REASONS
 from .registry import FUNCTIONS, FunctionSpec
 

@@ -1,0 +1,1 @@
+"""The rules engine: AWS IoT SQL (``sql/``), rule management and the rule actions (``actions/``)."""

@@ -1,0 +1,330 @@
+"""What every rule action shares: a bounded queue, worker tasks, retries with back-off, the error document.
+
+An action never runs on the message path: the engine hands a :class:`Firing` to each action's
+:class:`ActionRunner`, which only appends it to a bounded queue. Worker tasks (at most
+``concurrency`` per action, started on demand, gone when the queue is empty) deliver it; a failure
+that may be temporary is tried again after an exponential back-off that waits on a timer, not in a
+worker, so a dead destination neither blocks its own queue nor slows anything else. When the last
+try fails, or the queue is full, the firing records the failure; once every action of the firing
+is done, the rule's error action receives one error document listing all failures (AWS's shape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from thingcore.rules.metrics import ActionMetrics
+from thingcore.rules.sql.values import output_to_bytes
+
+log = logging.getLogger("thingcore.rules")
+
+
+class ActionError(Exception):
+    """A delivery that failed; ``retryable`` when another try may succeed (AWS's intermittent errors)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+class ActionConfigError(ValueError):
+    """Action parameters that cannot work: refused when the rule is created."""
+
+
+@dataclass(slots=True)
+class ActionEnv:
+    """What actions reach: the broker (republish), an HTTP client, the function runner, the settings."""
+
+    broker: Any
+    settings: Any
+    compile_template: Callable[[str, str], Any]  #: (text, SQL version) -> template with render(ctx, output)
+    functions: Any = None  #: thingcore.rules.functions.FunctionRunner
+    http_client: Callable[[], Any] | None = None  #: returns the shared httpx.AsyncClient
+    sql_version: str = "2015-10-08"  #: the rule's awsIotSqlVersion: templates evaluate with it
+
+
+def encode_output(value: Any) -> tuple[bytes, bool]:
+    """The SELECT result as a payload: raw bytes stay raw (binary ``SELECT *``), the rest is JSON."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value), False
+    return output_to_bytes(value), True
+
+
+class Firing:
+    """One rule fired by one message: the evaluation context, the SELECT output, the failures so far."""
+
+    __slots__ = ("_payload", "ctx", "failures", "is_json", "message", "on_failed", "output", "pending", "received_at",
+                 "rule_name")
+
+    def __init__(self, rule_name: str, message: Any, ctx: Any, output: Any, pending: int,
+                 on_failed: Callable[[Firing], None] | None) -> None:
+        self.rule_name = rule_name
+        self.message = message  #: the incoming Message (topic as published, payload, client id)
+        self.ctx = ctx  #: the SQL MessageContext (what templates are evaluated against)
+        self.output = output
+        self.received_at: float = message.received_at
+        self.pending = pending
+        self.failures: list[dict[str, str]] | None = None
+        self.on_failed = on_failed
+        self._payload: bytes | None = None
+        self.is_json = True
+
+    @property
+    def payload(self) -> bytes:
+        """The serialized SELECT output, computed once for all actions of the firing."""
+        if self._payload is None:
+            self._payload, self.is_json = encode_output(self.output)
+        return self._payload
+
+    def done(self, failure: dict[str, str] | None) -> None:
+        if failure is not None:
+            if self.failures is None:
+                self.failures = [failure]
+            else:
+                self.failures.append(failure)
+        self.pending -= 1
+        if self.pending == 0 and self.failures and self.on_failed is not None:
+            self.on_failed(self)
+
+    def error_document(self, topic: str) -> dict[str, Any]:
+        """AWS's error action message: one per rule and message, every failed action listed."""
+        msg = self.message
+        return {
+            "ruleName": self.rule_name,
+            "topic": topic,
+            "cloudwatchTraceId": getattr(self.ctx, "trace_id", None) or "",
+            "clientId": msg.client_id or "n/a",
+            "base64OriginalPayload": base64.b64encode(msg.payload).decode(),
+            "failures": list(self.failures or ()),
+        }
+
+
+class Action:
+    """One configured action of a rule. Subclasses parse their AWS parameters in ``__init__``."""
+
+    kind: ClassVar[str]  #: the AWS ``Action`` member, e.g. ``republish``
+    failed_action: ClassVar[str]  #: its name in error documents, e.g. ``RepublishAction``
+    concurrency: int = 1  #: deliveries in flight at once for this action
+
+    def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:
+        self.params = params
+        self.env = env
+
+    def resource(self, firing: Firing) -> str:
+        """What the action writes to (topic, URL, function): ``failedResource`` of an error document."""
+        return ""
+
+    def execute(self, firing: Firing) -> Awaitable[None] | None:
+        """Deliver; None means done. Raise (or make the awaitable raise) :class:`ActionError` on failure."""
+        raise NotImplementedError
+
+    def describe(self, firing: Firing) -> dict[str, Any]:
+        """The rendered parameters, without side effects (``rules test``)."""
+        raise NotImplementedError
+
+    def template_fields(self) -> list[TemplateField]:
+        found: list[TemplateField] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, TemplateField):
+                found.append(value)
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    walk(item)
+
+        for value in vars(self).values():
+            walk(value)
+        return found
+
+    @property
+    def needs_services(self) -> bool:
+        """Some template calls an external function (``get_thing_shadow``...): render off the event loop."""
+        return any(f.needs_services for f in self.template_fields())
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    first_delay: float = 0.2
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        """Back-off before try ``attempt + 1``: doubling, with jitter so retries of a burst spread out."""
+        base = min(self.first_delay * (2 ** (attempt - 1)), self.max_delay)
+        return base * (0.75 + random.random() * 0.5)
+
+
+class _Job:
+    __slots__ = ("attempts", "firing")
+
+    def __init__(self, firing: Firing) -> None:
+        self.firing = firing
+        self.attempts = 0
+
+
+class ActionRunner:
+    """The queue and workers of one action of one rule."""
+
+    def __init__(self, action: Action, *, queue_size: int, retry: RetryPolicy, metrics: ActionMetrics | None = None,
+                 error_action: bool = False) -> None:
+        self.action = action
+        self.queue: deque[_Job] = deque()
+        self.queue_size = queue_size
+        self.retry = retry
+        self.metrics = metrics or ActionMetrics()
+        self.error_action = error_action  #: an error action's own failures only get logged
+        self.active = 0
+        self.starting = 0
+        self.closed = False
+        self._tasks: set[asyncio.Task] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    @property
+    def label(self) -> str:
+        return self.action.kind
+
+    def submit(self, firing: Firing) -> None:
+        """Queue a delivery (never blocks, never raises). A full queue fails the delivery at once."""
+        if self.closed or len(self.queue) >= self.queue_size:
+            self.metrics.dropped += 1
+            self._fail(firing, "the action's queue is full: message dropped" if not self.closed
+                       else "the rule was stopped before delivery")
+            return
+        self.metrics.fired += 1
+        self.queue.append(_Job(firing))
+        self._wake()
+
+    def _wake(self) -> None:
+        # a new worker only when none is about to start: a burst queued in one loop turn is drained by one
+        # worker when deliveries are synchronous, and spreads over several only while some are waiting
+        if not self.starting and self.active < self.action.concurrency and self.queue:
+            self.active += 1
+            self.starting += 1
+            task = asyncio.get_running_loop().create_task(self._work())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _work(self) -> None:
+        self.starting -= 1
+        try:
+            queue = self.queue
+            while queue and not self.closed:
+                await self._attempt(queue.popleft())
+        finally:
+            self.active -= 1
+
+    async def _attempt(self, job: _Job) -> None:
+        job.attempts += 1
+        firing = job.firing
+        try:
+            pending = self.action.execute(firing)
+            if pending is not None:
+                await pending
+        except ActionError as exc:
+            if exc.retryable and job.attempts < self.retry.max_attempts and not self.closed:
+                self.metrics.retried += 1
+                loop = asyncio.get_running_loop()
+                timer: asyncio.TimerHandle | None = None
+
+                def again() -> None:
+                    self._timers.discard(timer)
+                    self._requeue(job)
+
+                timer = loop.call_later(self.retry.delay(job.attempts), again)
+                self._timers.add(timer)
+                return
+            self.metrics.failed += 1
+            self._fail(firing, exc.message, job.attempts)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in an action must not kill the worker
+            log.exception("rule %s: %s action crashed", firing.rule_name, self.label)
+            self.metrics.failed += 1
+            self._fail(firing, f"internal error: {exc!r}", job.attempts)
+        else:
+            self.metrics.observe(time.time() - firing.received_at)
+            firing.done(None)
+
+    def _requeue(self, job: _Job) -> None:
+        if self.closed or len(self.queue) >= self.queue_size:
+            self.metrics.dropped += 1
+            self._fail(job.firing, "the action's queue is full: retry dropped", job.attempts)
+            return
+        self.queue.append(job)
+        self._wake()
+
+    def _fail(self, firing: Firing, message: str, attempts: int = 0) -> None:
+        try:
+            resource = self.action.resource(firing)
+        except Exception:  # a template that cannot render still deserves its error document
+            resource = ""
+        if self.error_action:
+            log.warning("rule %s: error action %s failed (%s): %s", firing.rule_name, self.label, resource, message)
+            firing.done(None)
+            return
+        tries = f" (after {attempts} tries)" if attempts > 1 else ""
+        log.info("rule %s: %s action failed%s: %s", firing.rule_name, self.label, tries, message)
+        firing.done({"failedAction": self.action.failed_action, "failedResource": resource,
+                     "errorMessage": message + tries})
+
+    def queued(self) -> int:
+        return len(self.queue)
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop: give queued deliveries up to ``grace`` seconds, then cancel what is left."""
+        if grace > 0 and (self.queue or self.active):
+            deadline = time.monotonic() + grace
+            while (self.queue or self.active) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        self.closed = True
+        for timer in list(self._timers):
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.queue.clear()
+
+
+class TemplateField:
+    """An action parameter that may hold ``${expression}`` substitutions (and ``$$`` for ``$``), compiled once."""
+
+    __slots__ = ("const", "source", "template")
+
+    def __init__(self, text: Any, env: ActionEnv, where: str) -> None:
+        if not isinstance(text, str):
+            raise ActionConfigError(f"{where} must be a string")
+        self.source = text
+        try:
+            self.template = env.compile_template(text, env.sql_version)
+        except Exception as exc:  # SqlError: the message names the position
+            raise ActionConfigError(f"{where}: invalid substitution template: {exc}") from exc
+        self.const: str | None = self.template.render(None) if self.template.is_constant else None
+
+    @property
+    def needs_services(self) -> bool:
+        return bool(self.template.needs_services)
+
+    def render(self, firing: Firing) -> str:
+        if self.const is not None:
+            return self.const
+        return self.template.render(firing.ctx, firing.output)
+
+
+def params_check(params: dict[str, Any], kind: str, allowed: set[str], required: set[str]) -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ActionConfigError(f"{kind}: unknown parameter(s) {', '.join(unknown)}")
+    missing = sorted(required - set(params))
+    if missing:
+        raise ActionConfigError(f"{kind}: missing required parameter(s) {', '.join(missing)}")

@@ -1,0 +1,167 @@
+"""``republish``: publish the SELECT result to another topic through the broker (AWS RepublishAction).
+
+Parameters as AWS defines them: ``topic`` (substitution templates; ``$$`` stands for ``$``, so
+``$$aws/things/x/shadow/update`` targets a reserved topic), ``qos`` 0 or 1 (default 0), ``roleArn``
+(accepted, not needed locally) and ``headers``, the MQTT 5 properties of the new message: ``payloadFormatIndicator``
+(``UNSPECIFIED_BYTES``/``UTF8_DATA``), ``contentType``, ``responseTopic``, ``correlationData``
+(base64), ``messageExpiry`` (seconds) and ``userProperties`` (``[{key, value}]``), all templates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from typing import Any
+
+from thingcore.broker.message import Message
+from thingcore.mqtt import MQTTError
+from thingcore.mqtt.topics import validate_topic_name
+from thingcore.rules.actions.base import (
+    Action,
+    ActionConfigError,
+    ActionEnv,
+    ActionError,
+    Firing,
+    TemplateField,
+    params_check,
+)
+
+_HEADER_FIELDS = {
+    "payloadFormatIndicator": "payload_format_indicator",
+    "contentType": "content_type",
+    "responseTopic": "response_topic",
+    "correlationData": "correlation_data",
+    "messageExpiry": "message_expiry_interval",
+}
+_FORMATS = {"UNSPECIFIED_BYTES": 0, "UTF8_DATA": 1}
+_MAX_HEADER = 1024
+
+
+class RepublishAction(Action):
+    kind = "republish"
+    failed_action = "RepublishAction"
+    concurrency = 16  # only waits when a copy must be committed for a persistent session
+
+    def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:
+        super().__init__(params, env)
+        params_check(params, "republish", {"topic", "qos", "roleArn", "headers"}, {"topic"})
+        self.topic = TemplateField(params["topic"], env, "republish.topic")
+        qos = params.get("qos", 0)
+        if qos not in (0, 1) or isinstance(qos, bool):
+            raise ActionConfigError("republish.qos must be 0 or 1")
+        self.qos: int = qos
+        headers = params.get("headers") or {}
+        if not isinstance(headers, dict):
+            raise ActionConfigError("republish.headers must be an object")
+        unknown = sorted(set(headers) - {*_HEADER_FIELDS, "userProperties"})
+        if unknown:
+            raise ActionConfigError(f"republish.headers: unknown header(s) {', '.join(unknown)}")
+        self.headers: list[tuple[str, TemplateField]] = []
+        for name, prop in _HEADER_FIELDS.items():
+            if name in headers:
+                value = headers[name]
+                if isinstance(value, str) and len(value) > _MAX_HEADER:
+                    raise ActionConfigError(f"republish.headers.{name} is longer than {_MAX_HEADER} characters")
+                self.headers.append((prop, TemplateField(value, env, f"republish.headers.{name}")))
+        fmt = headers.get("payloadFormatIndicator")
+        if isinstance(fmt, str) and "${" not in fmt and fmt not in _FORMATS:
+            raise ActionConfigError("republish.headers.payloadFormatIndicator must be UNSPECIFIED_BYTES or UTF8_DATA")
+        self.user_properties: list[tuple[TemplateField, TemplateField]] = []
+        props = headers.get("userProperties")
+        if props is not None:
+            if not isinstance(props, list) or not 1 <= len(props) <= 100:
+                raise ActionConfigError("republish.headers.userProperties must be a list of 1 to 100 {key, value}")
+            for i, kv in enumerate(props):
+                if not isinstance(kv, dict) or set(kv) != {"key", "value"}:
+                    raise ActionConfigError(f"republish.headers.userProperties[{i}] must be {{\"key\": ..., "
+                                            "\"value\": ...}")
+                where = f"republish.headers.userProperties[{i}]"
+                self.user_properties.append((TemplateField(kv["key"], env, where + ".key"),
+                                             TemplateField(kv["value"], env, where + ".value")))
+        self.slow_templates = self.needs_services
+
+    def render_topic(self, firing: Firing) -> str:
+        return self.topic.render(firing)
+
+    def resource(self, firing: Firing) -> str:
+        return self.render_topic(firing)
+
+    def render_properties(self, firing: Firing) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        for prop, field in self.headers:
+            value = field.render(firing)
+            if prop == "payload_format_indicator":
+                if value not in _FORMATS:
+                    raise ActionError(f"payloadFormatIndicator {value!r} is not UNSPECIFIED_BYTES or UTF8_DATA")
+                props[prop] = _FORMATS[value]
+            elif prop == "correlation_data":
+                try:
+                    props[prop] = base64.b64decode(value, validate=True)
+                except (binascii.Error, ValueError):
+                    raise ActionError(f"correlationData {value!r} is not base64") from None
+            elif prop == "message_expiry_interval":
+                try:
+                    props[prop] = int(value)
+                except ValueError:
+                    raise ActionError(f"messageExpiry {value!r} is not a number of seconds") from None
+                if not 0 <= props[prop] <= 0xFFFFFFFF:
+                    raise ActionError(f"messageExpiry {value!r} is out of range")
+            else:
+                props[prop] = value
+        if self.user_properties:
+            props["user_property"] = [(k.render(firing), v.render(firing)) for k, v in self.user_properties]
+        return props
+
+    def _message(self, firing: Firing) -> Message:
+        topic = self.render_topic(firing)
+        try:
+            validate_topic_name(topic)
+        except MQTTError as exc:
+            raise ActionError(f"cannot republish to {topic!r}: {exc}") from None
+        props = self.render_properties(firing) if self.headers or self.user_properties else {}
+        msg = Message(topic, firing.payload, self.qos, False, props, received_at=time.time())
+        expiry = props.pop("message_expiry_interval", None)
+        if expiry is not None:
+            msg.expires_at = msg.received_at + expiry
+        return msg
+
+    def execute(self, firing: Firing) -> Any:
+        if self.slow_templates:
+            return self._execute_rendered_in_thread(firing)
+        committed = self.env.broker.publish(self._message(firing))
+        if committed is None:
+            return None
+        return _wait_committed(committed)
+
+    async def _execute_rendered_in_thread(self, firing: Firing) -> None:
+        try:
+            msg = await asyncio.to_thread(self._message, firing)
+        except ActionError:
+            raise
+        except Exception as exc:  # a template whose external function failed
+            raise ActionError(f"cannot render the message: {exc}") from None
+        committed = self.env.broker.publish(msg)
+        if committed is not None:
+            await _wait_committed(committed)
+
+    def describe(self, firing: Firing) -> dict[str, Any]:
+        out: dict[str, Any] = {"topic": self.render_topic(firing), "qos": self.qos}
+        if self.headers or self.user_properties:
+            headers: dict[str, Any] = {}
+            names = {v: k for k, v in _HEADER_FIELDS.items()}
+            for prop, field in self.headers:
+                headers[names[prop]] = field.render(firing)
+            if self.user_properties:
+                headers["userProperties"] = [{"key": k.render(firing), "value": v.render(firing)}
+                                             for k, v in self.user_properties]
+            out["headers"] = headers
+        return out
+
+
+async def _wait_committed(fut: asyncio.Future) -> None:
+    try:
+        await fut
+    except Exception as exc:
+        raise ActionError(f"the republished message could not be stored: {exc}", retryable=True) from exc

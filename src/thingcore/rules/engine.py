@@ -1,0 +1,486 @@
+"""The rules engine: rules indexed by their FROM filter on the broker's bus, Basic Ingest, evaluation, firing.
+
+- **Index.** Every distinct FROM filter has one bus subscription (``broker.subscribe``) shared by the
+  enabled rules with that filter, so the broker's trie decides which rules a message reaches and a
+  message costs nothing for rules it cannot match.
+- **Basic Ingest.** The broker hands every message on ``$aws/rules/...`` to :meth:`RulesEngine.ingest`
+  before routing; it reaches only the named rule (never subscribers), and ``topic()`` sees the topic
+  without the ``$aws/rules/<ruleName>/`` prefix.
+- **Evaluation.** Pure statements are evaluated right in the event loop; statements that call an
+  external function (``get_thing_shadow``, ``aws_lambda``, ...) in a bounded thread pool.
+- **Firing.** When WHERE passes, each action's runner queues the result (see ``actions/base.py``).
+- **Management.** Create, replace, delete, enable and disable persist the rule before it takes effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from thingcore.broker.message import Message
+from thingcore.mqtt.topics import topic_matches
+from thingcore.rules.actions import ACTIONS, Action, ActionConfigError, ActionEnv, ActionRunner, Firing
+from thingcore.rules.actions.base import RetryPolicy
+from thingcore.rules.functions import FunctionRunner
+from thingcore.rules.metrics import ActionMetrics, EngineMetrics, RuleMetrics, RulesCollector
+from thingcore.rules.model import (
+    RuleError,
+    action_kind,
+    check_name,
+    invalid,
+    make_resource,
+    normalize_payload,
+    not_found,
+    payload_of,
+    rule_arn,
+)
+from thingcore.rules.services import Services
+from thingcore.rules.sql import MessageContext, SqlError, compile_sql, compile_template
+from thingcore.rules.store import RuleFileError, RuleStore, read_directory
+
+log = logging.getLogger("thingcore.rules")
+
+INGEST_PREFIX = "$aws/rules/"
+_INGEST_LEN = len(INGEST_PREFIX)
+RETIRE_GRACE = 30.0  # seconds a replaced or deleted rule's queued deliveries get to complete
+
+
+def sql_parse_error(exc: SqlError) -> RuleError:
+    """AWS's SqlParseException, with where the statement went wrong and what was expected there."""
+    message = str(exc)
+    extra = {"position": exc.position} if exc.position is not None else {}
+    return RuleError("SqlParseException", message, 400, **extra)
+
+
+class CompiledRule:
+    """A rule ready to run: its stored resource, compiled statement, action runners and counters."""
+
+    __slots__ = ("actions", "error", "error_runner", "metrics", "name", "query", "resource", "runners",
+                 "topic_filter")
+
+    def __init__(self, name: str, resource: dict[str, Any], query: Any, actions: list[Action],
+                 error_action: Action | None, settings: Any, metrics: RuleMetrics | None = None) -> None:
+        self.name = name
+        self.resource = resource
+        self.query = query
+        self.topic_filter: str | None = (query.topic_filter or None) if query is not None else None
+        self.actions = actions
+        rules = settings.rules
+        retry = RetryPolicy(rules.max_attempts, rules.retry_delay)
+        self.runners = [ActionRunner(a, queue_size=rules.action_queue_size, retry=retry, metrics=ActionMetrics())
+                        for a in actions]
+        self.error_runner = ActionRunner(error_action, queue_size=rules.action_queue_size, retry=retry,
+                                         error_action=True) if error_action is not None else None
+        self.metrics = metrics or RuleMetrics()
+        self.error: str | None = None  #: why a stored rule could not be loaded (it is kept, not run)
+
+    @property
+    def disabled(self) -> bool:
+        return bool(self.resource.get("ruleDisabled"))
+
+    @property
+    def runnable(self) -> bool:
+        return self.query is not None and not self.disabled
+
+    def on_failed(self, firing: Firing) -> None:
+        """Every action of the firing is done and some failed: one error document to the error action."""
+        runner = self.error_runner
+        if runner is None:
+            return
+        self.metrics.error_actions += 1
+        doc = firing.error_document(firing.message.topic)
+        runner.submit(Firing(self.name, firing.message, firing.ctx, doc, 1, None))
+
+    def all_runners(self) -> Iterator[tuple[str, int, ActionRunner]]:
+        for i, runner in enumerate(self.runners):
+            yield runner.label, i, runner
+        if self.error_runner is not None:
+            yield "error:" + self.error_runner.label, 0, self.error_runner
+
+    async def close(self, grace: float = 0.0) -> None:
+        for _label, _i, runner in list(self.all_runners()):
+            await runner.close(grace)
+
+
+class _FilterGroup:
+    """The enabled rules sharing one FROM filter, called by the bus for each matching message."""
+
+    __slots__ = ("engine", "parent", "rules", "subscription")
+
+    def __init__(self, engine: RulesEngine, topic_filter: str) -> None:
+        self.engine = engine
+        self.rules: list[CompiledRule] = []
+        self.subscription: Any = None
+        # MQTT's 'a/#' also matches 'a'; AWS's FROM 'a/#' does not
+        self.parent = topic_filter[:-2] if topic_filter.endswith("/#") else None
+
+    def __call__(self, msg: Message) -> None:
+        topic = msg.topic
+        if topic == self.parent:
+            return
+        run = self.engine.run
+        for rule in self.rules:
+            run(rule, msg, topic)
+
+
+class RulesEngine:
+    def __init__(self, settings: Any, broker: Any, storage: Any) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.store = RuleStore(storage)
+        rs = settings.rules
+        try:
+            self.functions = FunctionRunner(settings.functions, workers=rs.function_workers,
+                                            timeout=rs.function_timeout, region=settings.aws.region,
+                                            account_id=settings.aws.account_id)
+        except ValueError as exc:
+            from thingcore.config import ConfigError
+
+            raise ConfigError(f"[functions]: {exc}") from exc
+        self.services = Services(self.functions, dict(settings.secrets), settings.aws.account_id)
+        self.env = ActionEnv(broker, settings, compile_template, self.functions, self._http_client)
+        self.rules: dict[str, CompiledRule] = {}
+        self.metrics = EngineMetrics()
+        self.collector = RulesCollector(self._metric_rows, self.metrics, lambda: len(self.rules))
+        self._groups: dict[str, _FilterGroup] = {}
+        self._http: httpx.AsyncClient | None = None
+        self._eval_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._eval_pending = 0
+        self._lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_msg: Message | None = None
+        self._last_trace = ""
+        self._retired: set[asyncio.Task] = set()
+
+    # -- start and stop ------------------------------------------------------------------------------
+
+    async def start(self, shadows: Any = None, registry: Any = None) -> None:
+        """Load stored rules, apply the rules directory, then take Basic Ingest and the FROM filters."""
+        self._loop = asyncio.get_running_loop()
+        self.services.bind(self._loop, shadows, registry)
+        for resource in await self.store.load_all():
+            name = resource["ruleName"]
+            try:
+                rule = self._compile(name, payload_of(resource), resource)
+            except RuleError as exc:
+                log.error("stored rule %s cannot run: %s (it is kept; fix it with ReplaceTopicRule)", name,
+                          exc.message)
+                rule = CompiledRule(name, resource, None, [], None, self.settings)
+                rule.error = exc.message
+            self.rules[name] = rule
+            self._index(rule)
+        directory = self.settings.rules.directory
+        if directory is not None:
+            await self._apply_directory(Path(directory))
+        self.broker.rules_ingest = self.ingest
+        log.info("rules engine: %d rules, %d topic filters", len(self.rules), len(self._groups))
+
+    async def _apply_directory(self, directory: Path) -> None:
+        from thingcore.config import ConfigError
+
+        try:
+            files = read_directory(directory)
+        except RuleFileError as exc:
+            raise ConfigError(str(exc)) from exc
+        for path, name, payload in files:
+            try:
+                changed = await self.apply(name, payload)
+            except RuleError as exc:
+                raise ConfigError(f"{path}: {exc.error_type}: {exc.message}") from exc
+            if changed:
+                log.info("rule %s applied from %s", name, path)
+
+    async def stop(self, grace: float = 0.0) -> None:
+        if getattr(self.broker, "rules_ingest", None) == self.ingest:
+            self.broker.rules_ingest = None
+        for group in self._groups.values():
+            self.broker.unsubscribe(group.subscription)
+        self._groups.clear()
+        await asyncio.gather(*(rule.close(grace) for rule in self.rules.values()), return_exceptions=True)
+        for task in list(self._retired):
+            task.cancel()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self._eval_pool is not None:
+            self._eval_pool.shutdown(wait=False, cancel_futures=True)
+            self._eval_pool = None
+        self.functions.close()
+
+    def _http_client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=200),
+                                           headers={"user-agent": "thingcore-rules"})
+        return self._http
+
+    # -- the message path ----------------------------------------------------------------------------
+
+    def ingest(self, msg: Message) -> None:
+        """Basic Ingest: ``$aws/rules/<ruleName>[/<topic>]`` reaches that rule only."""
+        name, _, topic = msg.topic[_INGEST_LEN:].partition("/")
+        rule = self.rules.get(name)
+        if rule is None or not rule.runnable:
+            self.metrics.ingest_unknown += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("Basic Ingest message for missing or disabled rule %r dropped", name)
+            return
+        try:
+            self.run(rule, msg, topic)
+        except Exception:  # the publisher's connection must not pay for a rules bug
+            log.exception("rule %s failed on a Basic Ingest message", name)
+
+    def run(self, rule: CompiledRule, msg: Message, topic: str) -> None:
+        """Evaluate one rule for one message (``topic`` as ``topic()`` sees it) and fire its actions."""
+        rule.metrics.received += 1
+        if msg is not self._last_msg:  # one trace id per message, shared by every rule it reaches
+            self._last_msg = msg
+            self._last_trace = str(uuid.uuid4())
+        ctx = MessageContext(
+            topic=topic, payload=msg.payload, client_id=msg.client_id, principal=msg.principal,
+            source_ip=msg.source_address, properties=msg.properties, timestamp_ms=int(msg.received_at * 1000),
+            trace_id=self._last_trace, rule_name=rule.name, services=self.services,
+        )
+        query = rule.query
+        if query.needs_services:
+            self._evaluate_in_thread(rule, msg, ctx)
+            return
+        try:
+            result = query.evaluate(ctx)
+        except Exception as exc:
+            rule.metrics.errors += 1
+            log.warning("rule %s: evaluation failed on %s: %s", rule.name, msg.topic, exc)
+            return
+        if result.matched:
+            self.fire(rule, msg, ctx, result.output)
+
+    def _evaluate_in_thread(self, rule: CompiledRule, msg: Message, ctx: Any) -> None:
+        if self._eval_pending >= self.settings.rules.evaluation_queue_size:
+            self.metrics.evaluations_dropped += 1
+            rule.metrics.errors += 1
+            return
+        if self._eval_pool is None:
+            self._eval_pool = concurrent.futures.ThreadPoolExecutor(self.settings.rules.evaluation_workers,
+                                                                    thread_name_prefix="thingcore-rules")
+        self._eval_pending += 1
+        fut = self._eval_pool.submit(rule.query.evaluate, ctx)
+        fut.add_done_callback(partial(self._hand_back, rule, msg, ctx))
+
+    def _hand_back(self, rule: CompiledRule, msg: Message, ctx: Any, fut: concurrent.futures.Future) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._evaluated, rule, msg, ctx, fut)
+        except RuntimeError:  # the loop is closed: the server stopped meanwhile
+            pass
+
+    def _evaluated(self, rule: CompiledRule, msg: Message, ctx: Any, fut: concurrent.futures.Future) -> None:
+        self._eval_pending -= 1
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            rule.metrics.errors += 1
+            log.warning("rule %s: evaluation failed on %s: %s", rule.name, msg.topic, exc)
+            return
+        result = fut.result()
+        if result.matched:
+            self.fire(rule, msg, ctx, result.output)
+
+    def fire(self, rule: CompiledRule, msg: Message, ctx: Any, output: Any) -> None:
+        rule.metrics.matched += 1
+        runners = rule.runners
+        if not runners:
+            return
+        firing = Firing(rule.name, msg, ctx, output, len(runners),
+                        rule.on_failed if rule.error_runner is not None else None)
+        for runner in runners:
+            runner.submit(firing)
+
+    # -- compiling and indexing ----------------------------------------------------------------------
+
+    def arn(self, name: str) -> str:
+        return rule_arn(self.settings.aws.region, self.settings.aws.account_id, name)
+
+    def compile_query(self, sql: str, version: str) -> Any:
+        try:
+            return compile_sql(sql, version=version)
+        except SqlError as exc:
+            raise sql_parse_error(exc) from None
+
+    def build_action(self, action: Any, where: str, version: str, *, error_action: bool = False) -> Action:
+        kind, params = action_kind(action, where)
+        cls = ACTIONS.get(kind)
+        if cls is None:
+            raise invalid(f"{where}: the {kind} action is not supported by thingcore yet "
+                          f"(supported: {', '.join(sorted(ACTIONS))})")
+        env = self.env if version == self.env.sql_version else dataclasses.replace(self.env, sql_version=version)
+        try:
+            built = cls(params, env)
+        except ActionConfigError as exc:
+            raise invalid(f"{where}: {exc}") from None
+        if error_action and any(f.needs_services for f in built.template_fields()):
+            raise invalid(f"{where}: an error action's templates cannot call external functions "
+                          "(get_thing_shadow, aws_lambda, get_secret, ...)")
+        return built
+
+    def _compile(self, name: str, payload: dict[str, Any], resource: dict[str, Any]) -> CompiledRule:
+        query = self.compile_query(payload["sql"], payload["awsIotSqlVersion"])
+        version = payload["awsIotSqlVersion"]
+        actions = [self.build_action(a, f"actions[{i}]", version) for i, a in enumerate(payload["actions"])]
+        error_action = payload.get("errorAction")
+        err = self.build_action(error_action, "errorAction", version, error_action=True) if error_action else None
+        old = self.rules.get(name)
+        return CompiledRule(name, resource, query, actions, err, self.settings,
+                            metrics=old.metrics if old is not None else None)
+
+    def _index(self, rule: CompiledRule) -> None:
+        topic_filter = rule.topic_filter
+        if not rule.runnable or topic_filter is None:
+            return
+        group = self._groups.get(topic_filter)
+        if group is None:
+            group = self._groups[topic_filter] = _FilterGroup(self, topic_filter)
+            group.subscription = self.broker.subscribe(topic_filter, group, name=f"$rules/{topic_filter}")
+        group.rules.append(rule)
+
+    def _unindex(self, rule: CompiledRule) -> None:
+        group = self._groups.get(rule.topic_filter) if rule.topic_filter is not None else None
+        if group is None or rule not in group.rules:
+            return
+        group.rules.remove(rule)
+        if not group.rules:
+            self.broker.unsubscribe(group.subscription)
+            del self._groups[rule.topic_filter]
+
+    def _swap(self, name: str, new: CompiledRule | None) -> None:
+        """Put ``new`` in place of the current rule; the old one's queued deliveries still complete."""
+        old = self.rules.pop(name, None)
+        if old is not None:
+            self._unindex(old)
+            task = asyncio.get_running_loop().create_task(old.close(grace=RETIRE_GRACE))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+        if new is not None:
+            self.rules[name] = new
+            self._index(new)
+
+    # -- management (the AWS control plane, the CLI and the rules directory) -------------------------
+
+    def get(self, name: str) -> dict[str, Any]:
+        rule = self.rules.get(name)
+        if rule is None:
+            raise not_found(name)
+        return rule.resource
+
+    def list(self, *, topic: str | None = None, disabled: bool | None = None) -> list[dict[str, Any]]:
+        """Rules sorted by name: all, or those whose FROM is ``topic`` or matches it, enabled or disabled."""
+        out = []
+        for name in sorted(self.rules):
+            rule = self.rules[name]
+            if disabled is not None and rule.disabled != disabled:
+                continue
+            if topic is not None:
+                pattern = rule.topic_filter
+                if pattern is None or (pattern != topic and not _matches(pattern, topic)):
+                    continue
+            out.append(rule.resource)
+        return out
+
+    def topic_pattern(self, name: str) -> str | None:
+        rule = self.rules.get(name)
+        return rule.topic_filter if rule is not None else None
+
+    async def create(self, name: str, payload: Any) -> dict[str, Any]:
+        check_name(name)
+        async with self._lock:
+            if name in self.rules:
+                raise RuleError("ResourceAlreadyExistsException", f"Rule {name} already exists", 409,
+                                resourceId=name, resourceArn=self.arn(name))
+            return await self._put(name, payload, None)
+
+    async def replace(self, name: str, payload: Any) -> dict[str, Any]:
+        check_name(name)
+        async with self._lock:
+            current = self.rules.get(name)
+            if current is None:
+                raise not_found(name)
+            return await self._put(name, payload, current.resource.get("createdAt"))
+
+    async def apply(self, name: str, payload: Any) -> bool:
+        """Create or replace (the rules directory); False when the stored rule is already the same."""
+        check_name(name)
+        async with self._lock:
+            current = self.rules.get(name)
+            normalized = normalize_payload(payload)
+            if current is not None and payload_of(current.resource) == normalized and current.error is None:
+                return False
+            await self._put(name, normalized, current.resource.get("createdAt") if current else None)
+            return True
+
+    async def _put(self, name: str, payload: Any, created_at: float | None) -> dict[str, Any]:
+        normalized = normalize_payload(payload)
+        resource = make_resource(name, normalized, self.arn(name), created_at)
+        rule = self._compile(name, normalized, resource)
+        await self.store.save(resource)
+        self._swap(name, rule)
+        return resource
+
+    async def delete(self, name: str) -> None:
+        check_name(name)
+        async with self._lock:
+            if name not in self.rules:
+                raise not_found(name)
+            await self.store.delete(name)
+            self._swap(name, None)
+
+    async def set_disabled(self, name: str, disabled: bool) -> dict[str, Any]:
+        check_name(name)
+        async with self._lock:
+            rule = self.rules.get(name)
+            if rule is None:
+                raise not_found(name)
+            if rule.disabled == disabled:
+                return rule.resource
+            resource = {**rule.resource, "ruleDisabled": disabled}
+            await self.store.save(resource)
+            self._unindex(rule)
+            rule.resource = resource
+            self._index(rule)
+            return resource
+
+    # -- metrics -------------------------------------------------------------------------------------
+
+    def _metric_rows(self) -> Iterator[tuple[str, RuleMetrics, list]]:
+        for name, rule in self.rules.items():
+            yield name, rule.metrics, [(label, i, r.metrics, r.queued()) for label, i, r in rule.all_runners()]
+
+    def rule_metrics(self, name: str) -> dict[str, Any]:
+        rule = self.rules.get(name)
+        if rule is None:
+            raise not_found(name)
+        actions = []
+        for label, i, runner in rule.all_runners():
+            actions.append({"action": label, "index": i, "queued": runner.queued(), **runner.metrics.as_dict()})
+        return {"ruleName": name, "enabled": rule.runnable, "error": rule.error, **rule.metrics.as_dict(),
+                "actions": actions, "at": time.time()}
+
+    def engine_metrics(self) -> dict[str, Any]:
+        return {"rules": len(self.rules), "topicFilters": len(self._groups), **self.metrics.as_dict(),
+                "functionInvocations": self.functions.invocations, "functionFailures": self.functions.failures}
+
+
+def _matches(pattern: str, topic: str) -> bool:
+    if "+" in topic or "#" in topic:
+        return False
+    try:
+        return topic_matches(pattern, topic)
+    except ValueError:
+        return False

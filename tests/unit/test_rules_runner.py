@@ -1,0 +1,177 @@
+"""Action delivery: bounded queues, retries with back-off, one error document per firing, drops counted."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import pytest
+
+from thingcore.broker.message import Message
+from thingcore.rules.actions.base import Action, ActionError, ActionRunner, Firing, RetryPolicy
+
+
+class Destination(Action):
+    """A destination the test controls: fails the first `failures` tries (retryable or not), can hold."""
+
+    kind = "fake"
+    failed_action = "FakeAction"
+
+    def __init__(self, failures: int = 0, retryable: bool = True, concurrency: int = 1) -> None:
+        self.failures = failures
+        self.retryable = retryable
+        self.concurrency = concurrency
+        self.tries: list[Any] = []
+        self.delivered: list[Any] = []
+        self.gate: asyncio.Event | None = None
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def resource(self, firing: Firing) -> str:
+        return "fake://dest"
+
+    def execute(self, firing: Firing) -> Any:
+        self.tries.append(firing.output)
+        if len(self.tries) <= self.failures:
+            raise ActionError(f"try {len(self.tries)} failed", retryable=self.retryable)
+        if self.gate is None:
+            self.delivered.append(firing.output)
+            return None
+        return self._held(firing)
+
+    async def _held(self, firing: Firing) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        await self.gate.wait()
+        self.in_flight -= 1
+        self.delivered.append(firing.output)
+
+
+def firing(output: Any, pending: int = 1, errors: list | None = None) -> Firing:
+    msg = Message("in/topic", b'{"v": 1}', client_id="dev-1")
+    on_failed = errors.append if errors is not None else None
+    return Firing("rule1", msg, None, output, pending, on_failed)
+
+
+async def drained(*runners: ActionRunner) -> None:
+    for _ in range(500):
+        if all(not r.queue and not r.active and not r._timers for r in runners):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("runners did not drain")
+
+
+async def test_retry_then_success() -> None:
+    dest = Destination(failures=2)
+    runner = ActionRunner(dest, queue_size=10, retry=RetryPolicy(3, 0.001))
+    errors: list[Firing] = []
+    runner.submit(firing("a", errors=errors))
+    await drained(runner)
+    assert dest.tries == ["a", "a", "a"]
+    assert dest.delivered == ["a"]
+    m = runner.metrics
+    assert (m.fired, m.succeeded, m.retried, m.failed) == (1, 1, 2, 0)
+    assert errors == []
+
+
+async def test_gives_up_after_max_attempts_and_reports_once() -> None:
+    dest = Destination(failures=99)
+    runner = ActionRunner(dest, queue_size=10, retry=RetryPolicy(3, 0.001))
+    errors: list[Firing] = []
+    runner.submit(firing("a", errors=errors))
+    await drained(runner)
+    assert len(dest.tries) == 3
+    assert runner.metrics.failed == 1
+    [failed] = errors
+    doc = failed.error_document("in/topic")
+    assert doc["ruleName"] == "rule1" and doc["clientId"] == "dev-1" and doc["topic"] == "in/topic"
+    assert base64.b64decode(doc["base64OriginalPayload"]) == b'{"v": 1}'
+    assert doc["failures"] == [{"failedAction": "FakeAction", "failedResource": "fake://dest",
+                                "errorMessage": "try 3 failed (after 3 tries)"}]
+
+
+async def test_permanent_error_is_not_retried() -> None:
+    dest = Destination(failures=99, retryable=False)
+    runner = ActionRunner(dest, queue_size=10, retry=RetryPolicy(5, 0.001))
+    errors: list[Firing] = []
+    runner.submit(firing("a", errors=errors))
+    await drained(runner)
+    assert len(dest.tries) == 1 and len(errors) == 1
+
+
+async def test_one_error_document_for_all_failed_actions_of_a_firing() -> None:
+    bad1, good, bad2 = Destination(99, False), Destination(), Destination(99, False)
+    runners = [ActionRunner(d, queue_size=10, retry=RetryPolicy(1, 0)) for d in (bad1, good, bad2)]
+    errors: list[Firing] = []
+    f = firing("x", pending=3, errors=errors)
+    for r in runners:
+        r.submit(f)
+    await drained(*runners)
+    assert len(errors) == 1
+    assert len(errors[0].failures) == 2
+    assert good.delivered == ["x"]
+
+
+async def test_full_queue_drops_and_reports_without_blocking() -> None:
+    dest = Destination()
+    dest.gate = asyncio.Event()
+    runner = ActionRunner(dest, queue_size=2, retry=RetryPolicy(1, 0))
+    errors: list[Firing] = []
+    for i in range(5):
+        runner.submit(firing(i, errors=errors))
+    # nothing ran yet: two queued, three refused at once
+    assert runner.metrics.dropped == 3 and len(errors) == 3
+    assert all("queue is full" in e.failures[0]["errorMessage"] for e in errors)
+    dest.gate.set()
+    await drained(runner)
+    assert dest.delivered == [0, 1]
+
+
+async def test_a_held_destination_uses_up_to_its_concurrency() -> None:
+    dest = Destination(concurrency=3)
+    dest.gate = asyncio.Event()
+    runner = ActionRunner(dest, queue_size=100, retry=RetryPolicy(1, 0))
+    for i in range(10):
+        runner.submit(firing(i))
+        await asyncio.sleep(0)
+    for _ in range(100):
+        if dest.in_flight == 3:
+            break
+        await asyncio.sleep(0.001)
+    assert dest.in_flight == 3 and runner.queued() == 7
+    dest.gate.set()
+    await drained(runner)
+    assert sorted(dest.delivered) == list(range(10))
+    assert dest.max_in_flight == 3
+
+
+async def test_a_burst_of_synchronous_deliveries_is_drained_by_one_worker() -> None:
+    dest = Destination(concurrency=16)
+    runner = ActionRunner(dest, queue_size=1000, retry=RetryPolicy(1, 0))
+    for i in range(100):
+        runner.submit(firing(i))
+    assert len(runner._tasks) == 1
+    await drained(runner)
+    assert dest.delivered == list(range(100))  # in order
+
+
+async def test_close_cancels_pending_retries() -> None:
+    dest = Destination(failures=99)
+    runner = ActionRunner(dest, queue_size=10, retry=RetryPolicy(5, 10.0))
+    errors: list[Firing] = []
+    runner.submit(firing("a", errors=errors))
+    for _ in range(100):
+        if runner._timers:
+            break
+        await asyncio.sleep(0.001)
+    assert runner._timers
+    await runner.close()
+    assert not runner._timers and len(dest.tries) == 1
+
+
+@pytest.mark.parametrize("attempt,low,high", [(1, 0.075, 0.125), (2, 0.15, 0.25), (3, 0.3, 0.5), (20, 22.5, 37.5)])
+def test_backoff_doubles_with_jitter_and_a_cap(attempt: int, low: float, high: float) -> None:
+    policy = RetryPolicy(max_attempts=30, first_delay=0.1, max_delay=30.0)
+    for _ in range(50):
+        assert low <= policy.delay(attempt) <= high
