@@ -12,6 +12,7 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from tests.conftest import require_tool
 from tests.integration.mqtt_helpers import uid
 from tests.server import ThingcoreProcess
@@ -242,3 +243,20 @@ def test_registry_survives_kill_9(thingcore_factory) -> None:
     assert {k: after[k] for k in ("thingId", "attributes", "version", "thingTypeName")} == \
         {k: before[k] for k in ("thingId", "attributes", "version", "thingTypeName")}
     assert iot.describe_thing_type(thingTypeName="durable-type")["thingTypeName"] == "durable-type"
+
+
+def test_signed_requests_are_verified_when_configured(thingcore_factory) -> None:
+    tc = thingcore_factory({"http": {"verify_signatures": True, "access_keys": [
+        {"access_key_id": "AKIDREGISTRY", "secret_access_key": "registry-secret"}]}})
+    endpoint = f"http://127.0.0.1:{tc.http_port}"
+    good = boto3.client("iot", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDREGISTRY",
+                        aws_secret_access_key="registry-secret", config=Config(retries={"max_attempts": 1}))
+    good.create_thing(thingName="signed")
+    bad = boto3.client("iot", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDREGISTRY",
+                       aws_secret_access_key="wrong", config=Config(retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as exc:
+        bad.create_thing(thingName="forged")
+    assert exc.value.response["Error"]["Code"] == "InvalidSignatureException"
+    unsigned = httpx.delete(f"{endpoint}/things/signed")
+    assert unsigned.status_code == 403 and unsigned.headers["x-amzn-ErrorType"] == "ForbiddenException"
+    assert [t["thingName"] for t in good.list_things()["things"]] == ["signed"]

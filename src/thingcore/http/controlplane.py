@@ -3,6 +3,10 @@
 Paths, methods, query names and body shapes follow botocore's ``iot/2015-05-28`` model (rest-json):
 things under ``/things/{thingName}``, thing types under ``/thing-types/{thingTypeName}``. The
 registry validates names and attributes itself; these models only give the JSON its shape.
+
+Callers are checked like the data plane's (:mod:`thingcore.http.caller`): a valid SigV4 signature
+from a configured access key, or an anonymous caller the ``[auth]`` settings admit (loopback only
+by default), so a server reachable from a network does not let strangers edit its registry.
 """
 
 from __future__ import annotations
@@ -11,16 +15,29 @@ import logging
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from thingcore.http.caller import Callers
 from thingcore.http.errors import AWSError
 from thingcore.registry import Registry, RegistryError
 
 log = logging.getLogger("thingcore.http")
 
 T = TypeVar("T")
+
+
+class ErrorBody(BaseModel):
+    message: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "InvalidRequestException (x-amzn-ErrorType header)"},
+    403: {"model": ErrorBody, "description": "Missing or invalid SigV4 signature, or anonymous caller refused"},
+    404: {"model": ErrorBody, "description": "ResourceNotFoundException"},
+    409: {"model": ErrorBody, "description": "ResourceAlreadyExistsException or VersionConflictException"},
+}
 
 
 class AttributePayload(BaseModel):
@@ -87,7 +104,12 @@ async def _aws(call: Awaitable[T]) -> T:
 def router(server: Any) -> APIRouter:
     registry: Registry = server.registry
     things, types = registry.things, registry.types
-    api = APIRouter(tags=["control plane (AWS iot)"])
+    callers = Callers(server)
+
+    async def caller(request: Request) -> None:
+        await callers.identity(request.scope, await request.body())
+
+    api = APIRouter(tags=["control plane (AWS iot)"], dependencies=[Depends(caller)], responses=_ERRORS)
 
     @api.post("/things/{thingName}", summary="CreateThing")
     async def create_thing(thingName: str, body: Annotated[CreateThingBody | None, Body()] = None) -> JSONResponse:
