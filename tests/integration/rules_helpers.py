@@ -97,8 +97,11 @@ class RecordingServer:
             self.httpd.server_close()
 
 
-def read_function_log(path: Path, n: int, kind: str | None = None, timeout: float = TIMEOUT) -> list[dict]:
-    """Wait until the test functions logged `n` records (of `kind`); returns them. Polls: a file has no event."""
+def read_function_log(path: Path, n: int, kind: str | None = None, timeout: float = TIMEOUT,
+                      where: Any = None) -> list[dict]:
+    """Wait until the test functions logged `n` records (of `kind`, matching `where`); returns them.
+
+    Polls: a file written by another process has no event to wait on."""
     deadline = time.monotonic() + timeout
     while True:
         records = []
@@ -106,6 +109,8 @@ def read_function_log(path: Path, n: int, kind: str | None = None, timeout: floa
             records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         if kind is not None:
             records = [r for r in records if r["kind"] == kind]
+        if where is not None:
+            records = [r for r in records if where(r)]
         if len(records) >= n:
             return records
         if time.monotonic() > deadline:
