@@ -205,3 +205,27 @@ def test_errors_use_aws_shape_for_plain_http(server: ThingcoreProcess) -> None:
     assert "not valid JSON" in resp.json()["message"]
     resp = httpx.post(f"{base}/rules/{rule_name()}", json={"sql": "SELECT * FROM 'a'"})
     assert resp.status_code == 400 and "actions is required" in resp.json()["message"]
+
+
+def test_signed_requests_are_verified_when_configured(thingcore_factory) -> None:
+    import boto3
+    import httpx
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    tc = thingcore_factory({"http": {"verify_signatures": True, "access_keys": [
+        {"access_key_id": "AKIDRULES", "secret_access_key": "rules-secret"}]}})
+    endpoint = f"http://127.0.0.1:{tc.http_port}"
+
+    def client(secret: str):
+        return boto3.client("iot", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDRULES",
+                            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+
+    good = client("rules-secret")
+    good.create_topic_rule(ruleName="signed", topicRulePayload={"sql": "SELECT * FROM 's'", "actions": []})
+    with pytest.raises(ClientError) as exc:
+        client("wrong").delete_topic_rule(ruleName="signed")
+    assert exc.value.response["Error"]["Code"] == "InvalidSignatureException"
+    unsigned = httpx.delete(f"{endpoint}/rules/signed")
+    assert unsigned.status_code == 403 and unsigned.headers["x-amzn-ErrorType"] == "ForbiddenException"
+    assert [r["ruleName"] for r in good.list_topic_rules()["rules"]] == ["signed"]

@@ -11,9 +11,11 @@ AWS paths and shapes (botocore ``iot/2015-05-28``, rest-json), so boto3's ``iot`
     POST   /rules/{ruleName}/enable   EnableTopicRule
     POST   /rules/{ruleName}/disable  DisableTopicRule
 
-As on AWS, a missing rule is answered with ``UnauthorizedException`` ("Access to topic rule ... was
-denied"), bad SQL with ``SqlParseException`` naming the position. thingcore's own endpoints, under
-``/api/v1`` with the admin API's access check: ``POST /api/v1/rules/test`` and the metrics.
+Callers are checked like the rest of the control plane (:mod:`thingcore.http.caller`: SigV4 when
+configured, anonymous callers as ``[auth]`` admits them). As on AWS, a missing rule is answered with
+``UnauthorizedException`` ("Access to topic rule ... was denied"), bad SQL with ``SqlParseException``
+naming the position. thingcore's own endpoints, under ``/api/v1`` with the admin API's access
+check: ``POST /api/v1/rules/test`` and the metrics.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from thingcore.http.admin import _require_admin
+from thingcore.http.caller import Callers
 from thingcore.http.errors import AWSError
 from thingcore.rules.model import RuleError, invalid
 from thingcore.rules.testing import dry_run
@@ -75,7 +78,12 @@ def _untoken(token: str) -> str:
 
 
 def router(server: Any) -> APIRouter:
-    api = APIRouter(tags=["rules"])
+    callers = Callers(server)
+
+    async def caller(request: Request) -> None:
+        await callers.identity(request.scope, await request.body())
+
+    api = APIRouter(tags=["rules (AWS iot)"], dependencies=[Depends(caller)])
 
     @api.post("/rules/{ruleName}", summary="CreateTopicRule")
     async def create_topic_rule(ruleName: RuleName, request: Request) -> Response:
@@ -181,5 +189,7 @@ def router(server: Any) -> APIRouter:
         except RuleError as exc:
             raise AWSError(404, "ResourceNotFoundException", f"rule {ruleName} does not exist") from exc
 
-    api.include_router(own)
-    return api
+    both = APIRouter()
+    both.include_router(api)
+    both.include_router(own)
+    return both
