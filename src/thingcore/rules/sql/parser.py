@@ -79,8 +79,12 @@ class Parser:
         select.pos = start
         select.assignments = assignments
         if self.tok.kind != EOF:
-            raise self.fail(["FROM", "WHERE", "the end of the statement"] if select.topic_filter is None
-                            else ["WHERE", "the end of the statement"])
+            if select.where is not None or select.topic_filter is not None:
+                expected = ["WHERE", "the end of the statement"] if select.where is None else \
+                    ["an operator", "the end of the statement"]
+            else:
+                expected = ["','", "AS", "FROM", "WHERE", "the end of the statement"]
+            raise self.fail(expected)
         return select
 
     def _assignments(self) -> list[tuple[str, ast.Node, int]]:
@@ -231,6 +235,8 @@ class Parser:
                 node = ast.Member(node.pos, node, name)
             elif self.is_op("["):
                 raise self.fail([], "bracket indexing is not AWS IoT SQL; use get(array, index)")
+            elif self.tok.kind == NUMBER and self.text[self.tok.pos] == ".":
+                raise self.fail([], "an attribute name cannot start with a digit; use get(object, \"name\")")
             else:
                 return node
 

@@ -2,7 +2,7 @@
 
 Patterns run on the ``regex`` module, which speaks the Java dialect far better than ``re``
 (possessive quantifiers, atomic groups, ``(?<name>...)``, ``\\p{...}`` classes) and, crucially,
-takes a timeout: a catastrophic pattern such as ``(a+)+$`` stops after
+takes a timeout: a catastrophic pattern such as ``(a|aa)+$`` stops after
 :data:`MATCH_TIMEOUT` seconds and the function yields Undefined instead of stalling the broker.
 A few Java-only forms are translated (``\\Q...\\E``, ``\\z``/``\\Z``). Replacement strings use
 Java's syntax (``$1``, ``${name}``, ``\\$``).
