@@ -227,6 +227,12 @@ def test_bad_http_bodies_get_aws_errors_and_the_server_keeps_serving(server) -> 
     assert httpx.get(f"{base}/things/{n}").status_code == 404
     ok = httpx.post(f"{base}/things/{n}")  # curl-style, no body at all
     assert ok.status_code == 200 and ok.json()["thingName"] == n
+    # `curl -d '{...}'` labels JSON as a form; the body is still read as JSON
+    m = name()
+    form = httpx.post(f"{base}/things/{m}", content=b'{"attributePayload": {"attributes": {"via": "curl"}}}',
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 200, form.text
+    assert httpx.get(f"{base}/things/{m}").json()["attributes"] == {"via": "curl"}
 
 
 def test_registry_survives_kill_9(thingcore_factory) -> None:

@@ -12,11 +12,12 @@ by default), so a server reachable from a network does not let strangers edit it
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from thingcore.http.caller import Callers
@@ -88,6 +89,32 @@ class DeprecateThingTypeBody(BaseModel):
     undoDeprecate: bool = False
 
 
+_ORIGINAL_HEADERS = "thingcore.original_headers"
+
+
+class _JSONBodyRoute(APIRoute):
+    """Bodies are JSON whatever the Content-Type says (``curl -d`` sends a form type), as AWS reads them.
+
+    The original headers stay in the scope for the SigV4 check, which signs the Content-Type.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            headers = request.scope["headers"]
+            content_type = next((v for k, v in headers if k == b"content-type"), b"")
+            if b"json" not in content_type.lower():
+                scope = dict(request.scope)
+                scope[_ORIGINAL_HEADERS] = headers
+                scope["headers"] = [(k, v) for k, v in headers if k != b"content-type"] + [
+                    (b"content-type", b"application/json")]
+                request = Request(scope, request.receive)
+            return await handler(request)
+
+        return route
+
+
 async def _aws(call: Awaitable[T]) -> T:
     """Registry errors become AWS error responses; anything unexpected is a 500 in AWS's shape."""
     try:
@@ -107,9 +134,13 @@ def router(server: Any) -> APIRouter:
     callers = Callers(server)
 
     async def caller(request: Request) -> None:
-        await callers.identity(request.scope, await request.body())
+        scope = request.scope
+        if _ORIGINAL_HEADERS in scope:
+            scope = {**scope, "headers": scope[_ORIGINAL_HEADERS]}
+        await callers.identity(scope, await request.body())
 
-    api = APIRouter(tags=["control plane (AWS iot)"], dependencies=[Depends(caller)], responses=_ERRORS)
+    api = APIRouter(tags=["control plane (AWS iot)"], dependencies=[Depends(caller)], responses=_ERRORS,
+                    route_class=_JSONBodyRoute)
 
     @api.post("/things/{thingName}", summary="CreateThing")
     async def create_thing(thingName: str, body: Annotated[CreateThingBody | None, Body()] = None) -> JSONResponse:
