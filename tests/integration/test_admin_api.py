@@ -214,3 +214,31 @@ def test_admin_api_fuzzing_finds_no_server_error(case) -> None:
     """Schema-driven requests: no 5xx, documented status codes and content types, responses match schemas."""
     case.call_and_validate(headers=AUTH, checks=[not_a_server_error, status_code_conformance,
                                                  content_type_conformance, response_schema_conformance])
+
+
+def _non_loopback_address() -> str | None:
+    """This machine's outward IPv4 address (a UDP connect sends nothing), or None."""
+    import ipaddress
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            address = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def test_callers_from_the_network_need_the_token_or_a_signature(thingcore_factory) -> None:
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("no non-loopback IPv4 address on this machine to call from")
+    tc = thingcore_factory(args=["--host", "0.0.0.0"])
+    remote = f"http://{address}:{tc.http_port}"
+    refused = httpx.get(f"{remote}/api/v1/stats")
+    assert refused.status_code == 401 and "loopback" in refused.json()["message"]
+    assert httpx.get(f"http://127.0.0.1:{tc.http_port}/api/v1/stats").status_code == 200
+    registry = httpx.post(f"{remote}/things/from-the-network")  # unsigned and anonymous: refused
+    assert registry.status_code == 403 and registry.headers["x-amzn-ErrorType"] == "ForbiddenException"
+    assert httpx.get(f"http://127.0.0.1:{tc.http_port}/things/from-the-network").status_code == 404
