@@ -155,3 +155,11 @@ def test_identifiers_value_and_set_stay_usable_as_attribute_names() -> None:
     assert run("SELECT value - 1 AS v FROM 't'", {"value": 3}) == {"v": 2}
     assert run("SELECT VALUE value FROM 't'", {"value": 3}) == 3
     assert run("SELECT a.end AS e, a.select AS s FROM 't'", {"a": {"end": 1, "select": 2}}) == {"e": 1, "s": 2}
+
+
+def test_absurd_nesting_is_refused_not_a_crash() -> None:
+    assert "more than 64 levels deep" in error("SELECT " + "(" * 70 + "1" + ")" * 70 + " FROM 'a'").message
+    assert "more than 64 levels deep" in error("SELECT " + "upper(" * 70 + "a" + ")" * 70 + " FROM 'a'").message
+    assert "more than 200 levels deep" in error("SELECT " + " + ".join(["a"] * 300) + " AS x FROM 'a'").message
+    from tests.unit.test_sql_helpers import run
+    assert run("SELECT " + " + ".join(["a"] * 150) + " AS x FROM 'a'", {"a": 1}) == {"x": 150}

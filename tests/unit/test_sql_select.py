@@ -144,3 +144,12 @@ def test_contexts_of_one_message_share_the_parsed_payload() -> None:
 def test_sql_versions_accept_the_same_basic_statements() -> None:
     for version in (V1, V2, "beta"):
         assert run("SELECT a, b AS c FROM 'x' WHERE a > 1", {"a": 2, "b": 3}, version=version) == {"a": 2, "c": 3}
+
+
+def test_deeply_nested_payloads() -> None:
+    for depth in (999, 1000, 1020):  # around orjson's nesting limit and Python's recursion limit
+        payload = b'{"a":' * depth + b"1.0" + b"}" * depth
+        out = run("SELECT * FROM 't'", payload)
+        assert type(out) is dict and "a" in out
+    too_deep = b'{"a":' * 2000 + b"1" + b"}" * 2000  # not parseable as JSON: raw bytes
+    assert run("SELECT * FROM 't'", too_deep) == too_deep

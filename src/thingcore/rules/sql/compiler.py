@@ -31,6 +31,7 @@ from .values import (
 Fn = Callable[[Any], Any]
 VERSIONS = ("2015-10-08", "2016-03-23", "beta")
 MAX_VARIABLE_NAME = 64
+MAX_DEPTH = 200  # operator chains such as a + a + ... nest one level per operator
 
 
 class Env:
@@ -79,6 +80,7 @@ class Compiler:
         self.warnings: list[str] = []
         self.variables: set[str] = set()
         self.nested = 0
+        self.depth = 0
 
     def error(self, message: str, pos: int, expected: list[str] | None = None) -> SqlError:
         return SqlError(message, pos, self.text, expected)
@@ -90,8 +92,13 @@ class Compiler:
     # -- expressions ------------------------------------------------------------------------------
 
     def expr(self, node: ast.Node) -> Fn:
-        method = getattr(self, "_" + type(node).__name__)
-        return method(node)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"the statement's expressions are more than {MAX_DEPTH} levels deep", node.pos)
+        try:
+            return getattr(self, "_" + type(node).__name__)(node)
+        finally:
+            self.depth -= 1
 
     def _Literal(self, node: ast.Literal) -> Fn:
         v = node.value

@@ -13,6 +13,7 @@ from .lexer import EOF, IDENT, KEYWORD, NUMBER, OP, STRING, VARIABLE, Lexer, Tok
 CAST_TYPES = ("string", "nvarchar", "text", "ntext", "varchar", "int", "integer", "double", "decimal", "bool",
               "boolean")
 _COMPARISONS = {"=", "<>", "<", "<=", ">", ">="}
+MAX_NESTING = 64  # parenthesised / argument levels; keeps parsing and evaluation far from Python's stack limit
 _HINTS = {
     "!=": "'!=' is not AWS IoT SQL; use '<>'",
     "==": "'==' is not AWS IoT SQL; use '='",
@@ -26,6 +27,7 @@ class Parser:
         self.lexer = Lexer(text, pos)
         self.tok: Token = self.lexer.next()
         self._peeked: Token | None = None
+        self.depth = 0
 
     # -- token helpers ----------------------------------------------------------------------------
 
@@ -166,7 +168,13 @@ class Parser:
     # -- expressions ------------------------------------------------------------------------------
 
     def expression(self) -> ast.Node:
-        return self._or()
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail([], f"the statement nests expressions more than {MAX_NESTING} levels deep")
+        try:
+            return self._or()
+        finally:
+            self.depth -= 1
 
     def _or(self) -> ast.Node:
         left = self._and()

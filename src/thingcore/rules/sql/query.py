@@ -72,7 +72,10 @@ class CompiledQuery:
         if self._v2:
             t = type(out)
             if t is dict or t is list or t is float:
-                out = normalize_v2(out)
+                try:
+                    out = normalize_v2(out)
+                except RecursionError:  # a document nested ~1000 deep: output it as parsed
+                    pass
         return QueryResult(True, out)
 
 
