@@ -40,8 +40,7 @@ class MessageContext:
     trace_id: str | None = None
     rule_name: str | None = None
     services: Any = None
-    _doc: Any = field(default=None, repr=False, compare=False)
-    _parsed: bool = field(default=False, repr=False, compare=False)
+    _doc: Any = field(default=None, repr=False, compare=False)  # the parsed payload, wrapped in a 1-tuple
     _variables: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def document(self) -> Any:
@@ -49,8 +48,9 @@ class MessageContext:
 
         Parsed once per context, and shared with the next contexts built on the very same payload
         object (the engine builds one context per rule for a message): documents are read-only."""
-        if self._parsed:
-            return self._doc
+        cached = self._doc
+        if cached is not None:
+            return cached[0]
         global _last_parsed
         payload = self.payload
         last = _last_parsed
@@ -59,8 +59,7 @@ class MessageContext:
         else:
             doc = parse_payload(payload)
             _last_parsed = (payload, doc)
-        self._doc = doc
-        self._parsed = True
+        self._doc = (doc,)
         return doc
 
 

@@ -303,16 +303,22 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data, parse_constant=_reject_constant)
 
 
+_DOCUMENT_START = frozenset(b"{[ \t\r\n")
+
+
 def parse_payload(payload: bytes) -> Any:
     """The message payload as the SQL sees it: a JSON object or array is a document; anything else
     (binary data, plain text, a bare JSON scalar such as ``80``, an empty payload) is raw bytes.
     Numbers are as parsed (2016-03-23's whole-number rule is applied where values are read)."""
-    if payload and payload[0] not in b"{[ \t\r\n":
+    if not payload or payload[0] not in _DOCUMENT_START:
         return payload
     try:
-        doc = loads(payload)
-    except (ValueError, RecursionError):
-        return payload
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        try:
+            doc = loads(payload)
+        except (ValueError, RecursionError):
+            return payload
     t = type(doc)
     if t is not dict and t is not list:
         return payload
