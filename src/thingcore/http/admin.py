@@ -183,6 +183,9 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid request (InvalidRequestException)"},
     401: {"model": ErrorBody, "description": "Missing or wrong admin token (UnauthorizedException)"},
 }
+# for other /api/v1 routers: `APIRouter(dependencies=[Depends(require_admin(server))], responses=ADMIN_RESPONSES)`
+require_admin = _require_admin
+ADMIN_RESPONSES = _RESPONSES
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such client or topic (ResourceNotFoundException)"},
 }
