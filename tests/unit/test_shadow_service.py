@@ -316,3 +316,41 @@ async def test_rest_update_also_publishes_to_subscribers(h: Harness) -> None:
         await h.service.update("lamp", None, b'{"state": 1}')
     await settle()
     assert not any(t.endswith("/rejected") for t in h.topics()), "REST errors publish nothing"
+
+
+async def test_updates_queued_behind_a_write_share_the_next_one(h: Harness) -> None:
+    await h.service.update("lamp", None, b'{"state":{"desired":{"n":0}}}')
+    h.storage.gated = True
+    h.request(f"{P}/update", {"state": {"desired": {"n": 1}}, "clientToken": "u1"}, client_id="a")
+    await settle()
+    for i, extra in ((2, {}), (3, {"version": 1}), (4, {})):
+        h.request(f"{P}/update", {"state": {"desired": {"n": i}}, "clientToken": f"u{i}", **extra}, client_id="b")
+    await settle()
+    assert len(h.storage.pending) == 1
+    h.storage.release()
+    await settle()
+    assert len(h.storage.pending) == 1, "updates 2-4 were merged into one write"
+    assert not any(t.endswith("/accepted") and d.get("clientToken") in ("u2", "u4") for t, d in h.seen)
+    h.storage.gated = False
+    h.storage.release()
+    await settle()
+    answers = [(t.rsplit("/", 1)[1], d.get("clientToken"), d.get("version", d.get("code")))
+               for t, d in h.seen if t.startswith(f"{P}/update/") and t.endswith(("accepted", "rejected"))]
+    assert answers == [("accepted", None, 1), ("accepted", "u1", 2), ("accepted", "u2", 3),
+                       ("rejected", "u3", 409), ("accepted", "u4", 4)], "answers in request order"
+    docs = [d for t, d in h.seen if t == f"{P}/update/documents"]
+    assert [(d["previous"]["version"], d["current"]["version"]) for d in docs[1:]] == [(1, 2), (2, 3), (3, 4)]
+    assert docs[-1]["previous"]["state"]["desired"] == {"n": 2} and docs[-1]["current"]["state"]["desired"] == {"n": 4}
+    assert orjson.loads(await h.service.get("lamp"))["version"] == 4
+
+
+async def test_messages_nobody_listens_to_are_not_built() -> None:
+    h = Harness(GatedStorage())
+    await h.storage.open()
+    await h.broker.start()
+    await h.service.start()
+    h.broker.subscribe(f"{P}/update/accepted", h._record)
+    await h.service.update("lamp", None, b'{"state":{"desired":{"x":1}}}')
+    await settle()
+    assert h.topics() == [f"{P}/update/accepted"]
+    assert h.broker.stats.msgs_in == 1, "no documents or delta message was published"

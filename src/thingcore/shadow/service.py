@@ -5,11 +5,15 @@ responses leave through ``broker.publish`` so devices, the dashboard and rules s
 API (:mod:`thingcore.http.shadow_api`) calls :meth:`ShadowService.get` / ``update`` / ``delete``.
 
 Ordering and durability: each shadow has one entry holding its committed state and a queue of
-requests. One request per shadow runs at a time; an update's new state is written with
-``storage.put_document`` and becomes the entry's state, and its ``/accepted`` is published, only
-when that write has committed. So concurrent MQTT and HTTP writers never lose an update, while
-different shadows write concurrently and share storage's group commits. The hot path creates no
-task: requests run inside the bus callback and continue in the storage future's callback.
+requests, run in arrival order with at most one storage write per shadow pending. An update's new
+state is written with ``storage.put_document`` and becomes the entry's state, and its
+``/accepted`` is published, only when that write has committed; updates that queued up behind a
+pending write are merged one after the other (each on the result of the previous, each with its
+own version) and written together. So concurrent MQTT and HTTP writers never lose an update,
+different shadows write concurrently and share storage's group commits, and a busy shadow costs
+one write per commit, not one per update. The hot path creates no task: requests run inside the
+bus callback and continue in the storage future's callback. Messages nobody subscribed to (no
+client, rule or bus handler matches the topic) are not built.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ REQUEST_FILTERS = tuple(
 MAX_INFLIGHT_PER_CLIENT = 10  #: AWS: more in-flight shadow requests on one connection get 429
 MAX_QUEUED_PER_SHADOW = 100  #: thingcore's bound on requests waiting for one shadow (then 429)
 MAX_CACHED = 100_000  #: idle shadows kept in memory; the least recently used are dropped first
+MAX_UPDATES_PER_WRITE = 64  #: queued updates of one shadow merged into one storage write
 MAX_REST_PAYLOAD = 128 * 1024  #: larger REST bodies are refused with 413 without being parsed
 
 
@@ -173,7 +178,8 @@ class ShadowService:
         self._submit(self._entry(thing, name), _Request(op, update, token, client_id, None))
 
     def _publish(self, topic: str, payload: bytes) -> None:
-        self.broker.publish(Message(topic, payload, 1))
+        if self._listened(topic):
+            self.broker.publish(Message(topic, payload, 1))
 
     def _publish_error(self, prefix: str, op: str, err: ShadowError) -> None:
         self.stats.rejected += 1
@@ -285,7 +291,7 @@ class ShadowService:
                 if req.op == "get":
                     self._do_get(entry, req)
                 elif req.op == "update":
-                    if self._do_update(entry, req):
+                    if self._do_updates(entry, req):
                         return
                 elif self._do_delete(entry, req):
                     return
@@ -328,43 +334,86 @@ class ShadowService:
             self._publish(f"{entry.prefix}/get/accepted", orjson.dumps(shadow.document(now, req.client_token)))
             self._release(req)
 
-    def _do_update(self, entry: _Entry, req: _Request) -> bool:
-        """Start an update; True while its write is pending (the callback continues the queue)."""
+    def _do_updates(self, entry: _Entry, first: _Request) -> bool:
+        """Apply ``first`` and the updates queued right behind it, in order, as one write.
+
+        Each update is merged onto the result of the one before (versions N+1, N+2, ...); the last
+        state is written once, and every answer waits for that commit. So a device with several
+        requests in flight costs one storage write per commit cycle, not one cycle per request.
+        Returns True while the write is pending (its callback answers and drains the queue).
+        """
         now = self.clock()
-        assert req.update is not None
+        timestamp = int(now)
+        shadow = entry.shadow
+        version = entry.base_version(now)
+        outcomes: list[tuple[_Request, Accepted | ShadowError, Shadow | None]] = []
+        queue = entry.queue
+        req = first
         try:
-            accepted = apply_update(entry.shadow, req.update, entry.base_version(now), int(now))
-        except ShadowError as err:
-            self._fail(entry, req, err)
+            while True:
+                assert req.update is not None
+                try:
+                    accepted = apply_update(shadow, req.update, version, timestamp)
+                except ShadowError as err:
+                    outcomes.append((req, err, None))
+                else:
+                    outcomes.append((req, accepted, shadow))
+                    shadow, version = accepted.shadow, accepted.shadow.version
+                if len(outcomes) >= MAX_UPDATES_PER_WRITE or not queue or queue[0].op != "update":
+                    break
+                req = queue.popleft()
+            if shadow is entry.shadow:  # all refused: nothing to write
+                for req, err, _ in outcomes:
+                    self._fail(entry, req, err)  # type: ignore[arg-type]
+                return False
+            assert shadow is not None
+            fut = self.storage.put_document(NAMESPACE, entry.key, shadow.to_record())
+        except Exception:  # a bug must not leave popped requests unanswered
+            log.exception("shadow %s: update failed", entry.key)
+            for req, _, _ in outcomes or [(first, None, None)]:
+                self._fail(entry, req, ShadowError(500, INTERNAL_FAILURE, req.client_token))
             return False
-        fut = self.storage.put_document(NAMESPACE, entry.key, accepted.shadow.to_record())
-        fut.add_done_callback(lambda f: self._update_committed(entry, req, accepted, f))
+        final = shadow
+        fut.add_done_callback(lambda f: self._updates_committed(entry, outcomes, final, f))
         return True
 
-    def _update_committed(self, entry: _Entry, req: _Request, accepted: Accepted, fut: asyncio.Future[None]) -> None:
-        if not self._committed(entry, req, fut):
+    def _updates_committed(self, entry: _Entry, outcomes: list[tuple[_Request, Accepted | ShadowError, Shadow | None]],
+                           final: Shadow, fut: asyncio.Future[None]) -> None:
+        if not self._committed(entry, [req for req, _, _ in outcomes], fut):
             return
-        previous, shadow = entry.shadow, accepted.shadow
-        entry.shadow = shadow
+        entry.shadow = final
         if entry.deleted_version:  # re-created: the deletion record is obsolete (a stored shadow wins anyway)
             entry.deleted_version = 0
             _ignore_result(self.storage.delete_document(DELETED_NAMESPACE, entry.key))
-        self.stats.accepted += 1
-        now = shadow.timestamp
-        response = orjson.dumps(accepted.response)
-        self._publish(f"{entry.prefix}/update/accepted", response)
-        documents: dict[str, Any] = {"current": shadow.snapshot(), "timestamp": now}
-        if previous is not None:
-            documents = {"previous": previous.snapshot(), **documents}
-        token = req.client_token
-        if token is not None:
-            documents["clientToken"] = token
-        self._publish(f"{entry.prefix}/update/documents", orjson.dumps(documents))
-        delta = shadow.delta_message(now, token)
-        if delta is not None:
-            self._publish(f"{entry.prefix}/update/delta", orjson.dumps(delta))
-        self._answer(req, response)
+        prefix = entry.prefix
+        for req, outcome, previous in outcomes:
+            if isinstance(outcome, ShadowError):
+                self._fail(entry, req, outcome)
+                continue
+            self.stats.accepted += 1
+            shadow, token = outcome.shadow, req.client_token
+            now = shadow.timestamp
+            response = orjson.dumps(outcome.response)
+            self._publish(f"{prefix}/update/accepted", response)
+            topic = f"{prefix}/update/documents"
+            if self._listened(topic):
+                documents: dict[str, Any] = {"current": shadow.snapshot(), "timestamp": now}
+                if previous is not None:
+                    documents = {"previous": previous.snapshot(), **documents}
+                if token is not None:
+                    documents["clientToken"] = token
+                self._publish(topic, orjson.dumps(documents))
+            topic = f"{prefix}/update/delta"
+            if shadow.delta and self._listened(topic):
+                self._publish(topic, orjson.dumps(shadow.delta_message(now, token)))
+            self._answer(req, response)
         self._drain(entry)
+
+    def _listened(self, topic: str) -> bool:
+        """Whether any subscriber (client, rule, bus handler) would get a message on ``topic``:
+        messages nobody can receive are not built."""
+        match = self.broker.router.match(topic)
+        return bool(match.targets or match.shared_groups)
 
     def _do_delete(self, entry: _Entry, req: _Request) -> bool:
         shadow = entry.shadow
@@ -380,7 +429,7 @@ class ShadowService:
 
     def _delete_committed(self, entry: _Entry, req: _Request, version: int, now: float,
                           fut: asyncio.Future[None]) -> None:
-        if not self._committed(entry, req, fut):
+        if not self._committed(entry, [req], fut):
             return
         entry.shadow = None
         entry.deleted_version, entry.deleted_at = version, now
@@ -393,14 +442,15 @@ class ShadowService:
         self._answer(req, payload)
         self._drain(entry)
 
-    def _committed(self, entry: _Entry, req: _Request, fut: asyncio.Future[None]) -> bool:
-        """False (after answering 500 and moving on) when the write did not commit."""
+    def _committed(self, entry: _Entry, reqs: list[_Request], fut: asyncio.Future[None]) -> bool:
+        """False (after answering 500 to every request of the write and moving on) when it did not commit."""
         exc = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
         if exc is None:
             return True
-        log.error("shadow %s: %s not committed: %s", entry.key, req.op, exc)
+        log.error("shadow %s: %s not committed: %s", entry.key, reqs[0].op, exc)
         self.stats.storage_failures += 1
-        self._fail(entry, req, ShadowError(500, INTERNAL_FAILURE, req.client_token))
+        for req in reqs:
+            self._fail(entry, req, ShadowError(500, INTERNAL_FAILURE, req.client_token))
         self._drain(entry)
         return False
 
