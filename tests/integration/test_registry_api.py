@@ -233,6 +233,16 @@ def test_bad_http_bodies_get_aws_errors_and_the_server_keeps_serving(server) -> 
                       headers={"content-type": "application/x-www-form-urlencoded"})
     assert form.status_code == 200, form.text
     assert httpx.get(f"{base}/things/{m}").json()["attributes"] == {"via": "curl"}
+    huge = httpx.post(f"{base}/things/{name()}", content=b'{"thingTypeName": "' + b"x" * 300_000 + b'"}')
+    assert huge.status_code == 413 and huge.headers["x-amzn-ErrorType"] == "RequestEntityTooLargeException"
+
+    def chunks():  # no Content-Length: the limit applies while reading
+        for _ in range(40):
+            yield b" " * 10_000
+
+    streamed = httpx.post(f"{base}/things/{name()}", content=chunks())
+    assert streamed.status_code == 413
+    assert httpx.get(f"{base}/things/{n}").json()["thingName"] == n
 
 
 def test_registry_survives_kill_9(thingcore_factory) -> None:

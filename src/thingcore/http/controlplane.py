@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from thingcore.http.caller import Callers
+from thingcore.http.dataplane import read_body
 from thingcore.http.errors import AWSError
 from thingcore.registry import Registry, RegistryError
 
@@ -90,10 +91,12 @@ class DeprecateThingTypeBody(BaseModel):
 
 
 _ORIGINAL_HEADERS = "thingcore.original_headers"
+MAX_BODY = 256 * 1024  # far above the largest valid request (50 attributes of 128 + 800 characters)
 
 
 class _JSONBodyRoute(APIRoute):
-    """Bodies are JSON whatever the Content-Type says (``curl -d`` sends a form type), as AWS reads them.
+    """Bodies are JSON whatever the Content-Type says (``curl -d`` sends a form type), as AWS reads them,
+    and at most ``MAX_BODY`` bytes are read (413 beyond).
 
     The original headers stay in the scope for the SigV4 check, which signs the Content-Type.
     """
@@ -102,17 +105,30 @@ class _JSONBodyRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
-            headers = request.scope["headers"]
+            body = await read_body(request, MAX_BODY)
+            scope = request.scope
+            headers = scope["headers"]
             content_type = next((v for k, v in headers if k == b"content-type"), b"")
             if b"json" not in content_type.lower():
-                scope = dict(request.scope)
-                scope[_ORIGINAL_HEADERS] = headers
-                scope["headers"] = [(k, v) for k, v in headers if k != b"content-type"] + [
-                    (b"content-type", b"application/json")]
-                request = Request(scope, request.receive)
-            return await handler(request)
+                scope = {**scope, _ORIGINAL_HEADERS: headers, "headers": [
+                    *((k, v) for k, v in headers if k != b"content-type"), (b"content-type", b"application/json")]}
+            return await handler(Request(scope, _replay(body, request.receive)))
 
         return route
+
+
+def _replay(body: bytes, receive: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI receive that hands over the already-read body, then listens for the disconnect."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _aws(call: Awaitable[T]) -> T:
