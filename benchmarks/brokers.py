@@ -58,6 +58,8 @@ class Broker:
         self.workdir = workdir / self.label
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = 0
+        self.ws_port = 0  # MQTT over WebSocket (path ws_path) on this port
+        self.ws_path = "/mqtt"
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "broker.log"
         self.starts = 0
@@ -141,6 +143,7 @@ class Mosquitto(Broker):
     label = "mosquitto"
 
     def command(self) -> list[str]:
+        self.ws_port = free_port()
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
             "\n".join(
@@ -160,6 +163,9 @@ class Mosquitto(Broker):
                     # as root, mosquitto would otherwise switch to the 'mosquitto' user, which
                     # cannot write to our temporary directory.
                     "user root" if os.geteuid() == 0 else "",
+                    # MQTT over WebSocket (libwebsockets) on a second listener
+                    f"listener {self.ws_port} {HOST}",
+                    "protocol websockets",
                     "",
                 ]
             )
@@ -180,7 +186,7 @@ class Thingcore(Broker):
 
     def command(self) -> list[str]:
         data = self.workdir / f"data-{self.starts}"
-        http_port = free_port()
+        http_port = self.ws_port = free_port()  # /mqtt on the HTTP port
         return [
             sys.executable,
             "-m",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks import wire
+from benchmarks.wsframe import WebSocketClient
 
 CONNECT_TIMEOUT = 15.0
 PAYLOAD_SIZE = 64
@@ -299,30 +300,41 @@ async def _sleep_until(t: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def _connect(host: str, port: int, factory: Any) -> Client:
+async def _connect(host: str, port: int, factory: Any, ws_path: str | None = None) -> Client:
+    """A connected client: over TCP, or over a WebSocket upgraded at ``ws_path``."""
     loop = asyncio.get_running_loop()
     try:
-        _, proto = await asyncio.wait_for(loop.create_connection(factory, host, port), CONNECT_TIMEOUT)
+        if ws_path is None:
+            _, proto = await asyncio.wait_for(loop.create_connection(factory, host, port), CONNECT_TIMEOUT)
+            return proto
+        inner = factory()
+        _, outer = await asyncio.wait_for(
+            loop.create_connection(lambda: WebSocketClient(inner, host, port, ws_path), host, port), CONNECT_TIMEOUT)
+        await asyncio.wait_for(outer.upgraded, CONNECT_TIMEOUT)
+        return inner
     except (OSError, TimeoutError) as exc:
-        raise BrokerError(f"TCP connect to {host}:{port} failed: {exc!r}") from None
-    return proto
+        what = "TCP connect" if ws_path is None else f"WebSocket connect (ws://{host}:{port}{ws_path})"
+        raise BrokerError(f"{what} to {host}:{port} failed: {exc!r}") from None
 
 
-async def _throughput(host: str, port: int, specs: list[ClientSpec], conn: Any) -> ThroughputResult:
+async def _throughput(host: str, port: int, specs: list[ClientSpec], conn: Any,
+                      ws_path: str | None = None) -> ThroughputResult:
     loop = asyncio.get_running_loop()
     clients: list[Client] = []
     try:
         for spec in specs:
             if spec.role == "sub":
-                client: Client = await _connect(host, port, lambda s=spec: Subscriber(s.client_id, s.topic_len, s.qos))
+                client: Client = await _connect(host, port, lambda s=spec: Subscriber(s.client_id, s.topic_len, s.qos),
+                                                 ws_path)
                 await client.mqtt_connect()
                 await client.mqtt_subscribe(spec.topic, spec.qos)
                 client.start()  # type: ignore[attr-defined]
             elif spec.role == "pub0":
-                client = await _connect(host, port, lambda s=spec: Qos0Publisher(s.client_id, s.topic))
+                client = await _connect(host, port, lambda s=spec: Qos0Publisher(s.client_id, s.topic), ws_path)
                 await client.mqtt_connect()
             else:
-                client = await _connect(host, port, lambda s=spec: Qos1Publisher(s.client_id, s.topic, s.window))
+                client = await _connect(host, port, lambda s=spec: Qos1Publisher(s.client_id, s.topic, s.window),
+                                        ws_path)
                 await client.mqtt_connect()
             clients.append(client)
         conn.send(("ready", None))
@@ -493,7 +505,7 @@ def worker(kind: str, host: str, port: int, args: dict, conn: Any) -> None:
     raise_nofile()
     try:
         if kind == "throughput":
-            coro = _throughput(host, port, args["specs"], conn)
+            coro = _throughput(host, port, args["specs"], conn, args.get("ws_path"))
         elif kind == "latency":
             coro = _latency(host, port, args["rate"], conn)
         elif kind == "memory":

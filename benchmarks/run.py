@@ -25,7 +25,7 @@ from benchmarks import loadgen
 from benchmarks.brokers import HOST, Broker, Mosquitto, Thingcore, thingcore_available
 from benchmarks.loadgen import ClientSpec, Plan
 
-LOADS = ["qos0-fan-in", "qos1-fan-in", "qos0-fan-out", "latency", "idle-memory"]
+LOADS = ["qos0-fan-in", "qos0-fan-in-ws", "qos1-fan-in", "qos0-fan-out", "latency", "idle-memory"]
 RESULTS_DIR = Path(__file__).parent / "results"
 console = Console(highlight=False)
 CTX = mp.get_context("fork")
@@ -38,7 +38,8 @@ class LoadError(Exception):
 # ---------------------------------------------------------------- running worker processes
 
 
-def run_workers(broker: Broker, kind: str, parts: list[dict], timing: tuple[float, float] | None) -> list[Any]:
+def run_workers(broker: Broker, kind: str, parts: list[dict], timing: tuple[float, float] | None,
+                port: int | None = None, target: Any = None) -> list[Any]:
     """Start one process per part, wait until all are ready, send the shared plan, collect results.
 
     ``timing`` is (warm-up, measurement) seconds; the plan's instants are absolute
@@ -48,7 +49,8 @@ def run_workers(broker: Broker, kind: str, parts: list[dict], timing: tuple[floa
     try:
         for args in parts:
             parent, child = CTX.Pipe()
-            p = CTX.Process(target=loadgen.worker, args=(kind, HOST, broker.port, args, child), daemon=True)
+            p = CTX.Process(target=target or loadgen.worker, args=(kind, HOST, port or broker.port, args, child),
+                            daemon=True)
             p.start()
             child.close()
             procs.append(p)
@@ -108,12 +110,17 @@ def topic(i: int) -> str:
     return f"bench/{i}/data"
 
 
-def load_fan_in(broker: Broker, run: str, qos: int, timing: tuple[float, float]) -> dict:
+def load_fan_in(broker: Broker, run: str, qos: int, timing: tuple[float, float], ws: bool = False) -> dict:
+    """4 publishers -> 1 subscriber; with ``ws`` every client speaks MQTT over WebSocket."""
     sub = ClientSpec("sub", f"{run}-sub", "bench/+/data", qos, topic_len=len(topic(0)))
     role = "pub1" if qos else "pub0"
     pubs = [ClientSpec(role, f"{run}-pub{i}", topic(i), qos, window=100) for i in range(4)]
-    parts = [{"specs": [sub]}, {"specs": pubs[:2]}, {"specs": pubs[2:]}]
-    return _throughput_figures(run_workers(broker, "throughput", parts, timing), acked=bool(qos))
+    parts: list[dict] = [{"specs": [sub]}, {"specs": pubs[:2]}, {"specs": pubs[2:]}]
+    if ws:
+        for part in parts:
+            part["ws_path"] = broker.ws_path
+    results = run_workers(broker, "throughput", parts, timing, broker.ws_port if ws else None)
+    return _throughput_figures(results, acked=bool(qos))
 
 
 def load_fan_out(broker: Broker, run: str, timing: tuple[float, float]) -> dict:
@@ -175,6 +182,7 @@ def load_idle_memory(broker: Broker, run: str, n: int) -> dict:
 # which figure decides the best round, and whether higher is better
 PRIMARY = {
     "qos0-fan-in": ("delivered msg/s", True),
+    "qos0-fan-in-ws": ("delivered msg/s", True),
     "qos1-fan-in": ("delivered msg/s", True),
     "qos0-fan-out": ("delivered msg/s", True),
     "latency": ("p99 ms", False),
@@ -341,6 +349,8 @@ def run_one(load: str, b: Broker, run_id: str, timing: tuple[float, float], lat_
         settle(b)
         if load == "qos0-fan-in":
             fig = load_fan_in(b, run_id, 0, timing)
+        elif load == "qos0-fan-in-ws":
+            fig = load_fan_in(b, run_id, 0, timing, ws=True)
         elif load == "qos1-fan-in":
             fig = load_fan_in(b, run_id, 1, timing)
         elif load == "qos0-fan-out":
