@@ -38,6 +38,7 @@ class _Unset:
 
 UNSET: Any = _Unset()  #: "leave this section out" (``None`` sends JSON null, which clears the section)
 MAX_INFLIGHT = 10  #: AWS answers 429 beyond 10 shadow requests in flight on one connection
+_RESPONSES = {op: [f"{op}/accepted", f"{op}/rejected"] for op in ("get", "update", "delete")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,8 @@ class AsyncShadow:
             raise UnsupportedOperation("deltas need a subscription: use transport='mqtt' or 'websockets' "
                                        "(over HTTP, poll get() and read state.delta)")
         self._delta_callbacks.append(callback)
-        await self._ensure(["update/delta"], self._on_delta)
+        # a device that follows deltas gets and reports next: one SUBSCRIBE for all five topics
+        await self._ensure(["update/delta", *_RESPONSES["get"], *_RESPONSES["update"]])
 
     def close(self) -> None:
         for fut in self._pending.values():
@@ -139,26 +141,30 @@ class AsyncShadow:
 
     # -- MQTT -------------------------------------------------------------------------------------
 
-    async def _ensure(self, suffixes: list[str], callback: Callback) -> None:
-        """Subscribe once to the given response topics (concurrent callers share the SUBACK)."""
-        key = ",".join(suffixes)
-        fut = self._subscribed.get(key)
-        if fut is None:
+    async def _ensure(self, suffixes: list[str]) -> None:
+        """Subscribe to the response topics not yet subscribed, in one SUBSCRIBE; concurrent callers
+        share the SUBACK. A failed subscription is forgotten so the next call tries again."""
+        missing = [s for s in suffixes if s not in self._subscribed]
+        if missing:
             device = self.device
-            subs = [device._register(f"{self.topic}/{s}", callback, 1, False, False, 0, True) for s in suffixes]
+            subs = [device._register(f"{self.topic}/{s}", self._on_delta if s == "update/delta" else self._on_response,
+                                     1, False, False, 0, True) for s in missing]
             fut = asyncio.ensure_future(device._activate(subs, None))
-            self._subscribed[key] = fut
+            for s in missing:
+                self._subscribed[s] = fut
+        futures = {self._subscribed[s] for s in suffixes}
         try:
-            await asyncio.shield(fut)
+            await asyncio.gather(*(asyncio.shield(f) for f in futures))
         except BaseException:
-            if self._subscribed.get(key) is fut:
-                del self._subscribed[key]
+            for s in suffixes:
+                if self._subscribed.get(s) in futures and self._subscribed[s].done():
+                    del self._subscribed[s]
             raise
 
     async def _request(self, op: str, body: dict[str, Any], timeout: float | None) -> dict[str, Any]:
         device = self.device
         loop = device._bind_loop()
-        await self._ensure([f"{op}/accepted", f"{op}/rejected"], self._on_response)
+        await self._ensure(_RESPONSES[op])
         token = body.get("clientToken") or uuid.uuid4().hex
         body["clientToken"] = token
         if self._slots is None:

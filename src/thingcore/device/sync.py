@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from thingcore.device.aio import AsyncDevice, Callback, DeviceStats
 from thingcore.device.delivery import Delivery
+from thingcore.device.errors import NotConnected
 from thingcore.device.message import Payload
 from thingcore.device.shadow import UNSET, AsyncShadow
 
@@ -42,7 +43,14 @@ class _LoopThread:
     def here(self) -> bool:
         return threading.current_thread() is self.thread
 
+    def _check_open(self) -> None:
+        if self.loop.is_closed() or not self.thread.is_alive():
+            raise NotConnected("the device is disconnected; create a new one")
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.loop.is_closed() or not self.thread.is_alive():
+            coro.close()
+            self._check_open()
         if self.here():
             coro.close()
             raise RuntimeError("a blocking Device call from the device's network thread would deadlock")
@@ -51,6 +59,7 @@ class _LoopThread:
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self.here():
             return fn(*args, **kwargs)
+        self._check_open()
         result: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def run() -> None:
