@@ -88,3 +88,28 @@ def test_boto3_publishes_over_https(server: ThingcoreProcess, pki: dict[str, Cer
 def test_plain_http_is_not_served_on_the_tls_port(server: ThingcoreProcess) -> None:
     with pytest.raises(httpx.HTTPError):
         httpx.post(f"http://{HOST}:{server.http_port}/topics/a", content=b"x", timeout=5)
+
+
+def test_device_sdk_websocket_builder_over_wss(server: ThingcoreProcess, pki: dict[str, CertPaths]) -> None:
+    """The SDK's own builder, unchanged from what AWS users write, pointed at thingcore's wss endpoint."""
+    try:
+        from awscrt import auth, mqtt
+        from awsiot import mqtt_connection_builder
+    except ImportError as exc:  # pragma: no cover - the test extra installs awsiotsdk
+        pytest.skip(f"awsiotsdk cannot be imported: {exc}")
+    topic = f"wss/sdk/{uid()}"
+    conn = mqtt_connection_builder.websockets_with_default_aws_signing(
+        endpoint="localhost", port=server.http_port, region="us-east-1", ca_filepath=str(pki["ca"].cert),
+        credentials_provider=auth.AwsCredentialsProvider.new_static("testing", "testing"),
+        client_id=f"sdk-wss-{uid()}", clean_session=True, keep_alive_secs=30, reconnect_min_timeout_secs=30,
+    )
+    with PahoClient(server.mqtt_port) as tcp:
+        tcp.connect()
+        tcp.subscribe(topic, 1)
+        conn.connect().result(10)
+        try:
+            done, _ = conn.publish(topic, b"sdk over wss", mqtt.QoS.AT_LEAST_ONCE)
+            done.result(10)
+            assert tcp.expect().payload == b"sdk over wss"
+        finally:
+            conn.disconnect().result(10)
