@@ -10,11 +10,13 @@ subprotocols, oversized messages).
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-from tests.integration.mqtt_helpers import V5, V311, PahoClient, both_protocols, uid, wait_for
+from tests.integration.mqtt_helpers import V5, V311, PahoClient, RawClient, both_protocols, uid, wait_for
 from tests.integration.wsclients import CONT, TEXT, RawWS, WSPahoClient
 from tests.server import ThingcoreProcess
 
@@ -38,7 +40,8 @@ MAX_PACKET = 16 * 1024
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThingcoreProcess]:
-    with ThingcoreProcess(tmp_path_factory.mktemp("ws"), {"limits": {"max_packet_size": MAX_PACKET}}) as tc:
+    limits = {"max_packet_size": MAX_PACKET, "max_output_buffer": 65536, "slow_consumer_timeout": 1}
+    with ThingcoreProcess(tmp_path_factory.mktemp("ws"), {"limits": limits}) as tc:
         yield tc
 
 
@@ -235,6 +238,38 @@ def test_client_that_vanishes_mid_packet_is_cleaned_up(server: ThingcoreProcess)
     with WSPahoClient(server.http_port, cid) as again:  # same client id: no takeover of a ghost needed
         assert again.connect().session_present is False
     check_serving(server)
+
+
+def test_websocket_subscriber_that_stops_reading_is_disconnected(server: ThingcoreProcess) -> None:
+    """As on TCP: QoS 0 to a subscriber whose output stays full is dropped, then the client is disconnected."""
+    before = server.metrics()["thingcore_slow_consumers_total"]
+    topic = f"ws/slow/{uid()}"
+    slow = RawWS(server.http_port, subprotocols=["mqtt"], rcvbuf=4096)
+    try:
+        slow.send_packet(Connect(uid("slow"), 5, "MQTT", True, 0, None, None, None, {}))
+        slow.expect(Connack)
+        slow.send_packet(Subscribe(1, [Subscription(topic, 0)], {}))
+        slow.expect(Suback)  # from here on it reads nothing
+        with RawClient(server.mqtt_port) as pub:
+            pub.connect(uid("flood"))
+            deadline = time.monotonic() + 30
+            while server.metrics()["thingcore_slow_consumers_total"] == before:
+                assert time.monotonic() < deadline, "the WebSocket subscriber that reads nothing is still connected"
+                for _ in range(100):
+                    pub.publish(topic, b"p" * 8000)
+        check_serving(server)
+    finally:
+        slow.close()
+
+
+def test_server_shutdown_tells_websocket_clients(thingcore_factory: Any) -> None:
+    tc = thingcore_factory()
+    with RawWS(tc.http_port, subprotocols=["mqtt"]) as ws:
+        ws.send_packet(Connect(uid("bye"), 5, "MQTT", True, 30, None, None, None, {}))
+        ws.expect(Connack)
+        tc.stop()
+        assert ws.expect(Disconnect).reason_code == 0x8B  # server shutting down
+        assert ws.wait_closed() in (1000, 1012, None)
 
 
 def test_every_closed_websocket_released_its_connection(server: ThingcoreProcess) -> None:

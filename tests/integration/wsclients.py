@@ -46,8 +46,13 @@ class RawWS:
     """A WebSocket client on a plain socket: the handshake, then frames exactly as the test writes them."""
 
     def __init__(self, port: int, *, path: str = "/mqtt", subprotocols: list[str] | None = None,
-                 headers: dict[str, str] | None = None, tls: ssl.SSLContext | None = None, level: int = 5) -> None:
-        sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
+                 headers: dict[str, str] | None = None, tls: ssl.SSLContext | None = None, level: int = 5,
+                 rcvbuf: int | None = None) -> None:
+        sock = socket.socket()
+        if rcvbuf is not None:  # a small receive buffer keeps the kernel from hiding a backlog
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(TIMEOUT)
+        sock.connect((HOST, port))
         self.sock = tls.wrap_socket(sock, server_hostname="localhost") if tls else sock
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [f"GET {path} HTTP/1.1", f"Host: {HOST}:{port}", "Upgrade: websocket", "Connection: Upgrade",
