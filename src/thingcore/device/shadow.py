@@ -102,6 +102,9 @@ class AsyncShadow:
         if version is not None:
             body["version"] = version
         if client_token is not None:
+            if not isinstance(client_token, str) or not 0 < len(client_token.encode()) <= 64:
+                # the service could not echo it, so its rejection would match no request
+                raise ValueError("client_token must be a string of 1 to 64 bytes")
             body["clientToken"] = client_token
         if self.device.transport == "http":
             return await self._rest("POST", body)

@@ -200,6 +200,7 @@ class Shadow:
     name = property(lambda self: self._aio.name)
     topic = property(lambda self: self._aio.topic)
     version = property(lambda self: self._aio.version)
+    stale_deltas = property(lambda self: self._aio.stale_deltas)
 
     def get(self, *, timeout: float | None = None) -> dict[str, Any]:
         return self._device._thread.run(self._aio.get(timeout=timeout))
