@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import boto3
@@ -23,8 +25,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from tests.conftest import require_tool
-from tests.integration.mqtt_helpers import V5, V311, PahoClient, uid
+from tests.integration.mqtt_helpers import QUIET, TIMEOUT, V5, V311, PahoClient, RawClient, uid
 from tests.server import ThingcoreProcess
+
+from thingcore.mqtt.packets import Puback, Publish, Subscription
 
 pytestmark = pytest.mark.integration
 
@@ -263,3 +267,26 @@ def test_boto3_sees_typed_errors(iot: Any) -> None:
     with pytest.raises(ClientError) as err:
         iot.publish(topic="big", payload=b"z" * (MAX_PACKET + 1))
     assert err.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+
+
+def test_http_publisher_waits_while_a_subscriber_queue_drains(thingcore_factory: Any) -> None:
+    """Back-pressure as for MQTT publishers: past half the subscriber's queue bound the answer waits until
+    the subscriber has caught up (the timeout is long here, so only the draining can release it)."""
+    tc = thingcore_factory({"limits": {"max_queued_messages": 20, "backpressure_timeout": 60}})
+    topic = f"http/backpressure/{uid()}"
+    with RawClient(tc.mqtt_port) as sub, httpx.Client() as http:
+        sub.connect(uid("slow"), properties={"receive_maximum": 1})  # one message in flight at a time
+        sub.subscribe(Subscription(topic, 1))
+        for i in range(10):  # one in flight, nine queued: below half the bound
+            assert http.post(url(tc, f"/topics/{topic}?qos=1"), content=f"m{i}".encode()).status_code == 200
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(http.post, url(tc, f"/topics/{topic}?qos=1"), content=b"m10")
+            with pytest.raises(FutureTimeout):
+                answer.result(QUIET)  # the tenth queued message: the answer waits
+            received = []
+            while len(received) < 11:
+                p = sub.expect(Publish)
+                received.append(p.payload)
+                sub.send(Puback(p.packet_id))
+            assert answer.result(TIMEOUT).status_code == 200
+    assert received == [f"m{i}".encode() for i in range(11)]
