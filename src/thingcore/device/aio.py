@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,6 +361,12 @@ class AsyncDevice:
                 log.log(logging.DEBUG if attempt else logging.INFO, "%s: %s", self.client_id, exc)
             except (TimeoutError, ConnectionLost, *CONNECT_ERRORS) as exc:
                 self._last_error = exc
+                if not ever_connected and isinstance(exc, ssl.SSLCertVerificationError):
+                    # the server's certificate will not become trustworthy by retrying
+                    if self._refused is not None and not self._refused.done():
+                        self._refused.set_exception(ConnectError(f"TLS: cannot verify the server of "
+                                                                 f"{self._where()}: {exc}"))
+                    return
                 log.log(logging.DEBUG if attempt else logging.INFO, "%s: cannot connect to %s: %r",
                         self.client_id, self._where(), exc)
             else:
@@ -518,7 +525,7 @@ class AsyncDevice:
                     await asyncio.sleep(self.backoff.delay(attempt, self._rng))
                     attempt += 1
                     continue
-                except PublishError as exc:
+                except (PublishError, ConnectError) as exc:
                     self.stats.failed += 1
                     item.delivery.resolve(exc)
                     return

@@ -16,11 +16,21 @@ import httpx
 import orjson
 
 from thingcore.device import sigv4
-from thingcore.device.errors import PublishError, shadow_rejection
+from thingcore.device.errors import ConnectError, PublishError, shadow_rejection
 from thingcore.device.options import AwsCredentials
 
 _FORMATS = {0: "UNSPECIFIED_BYTES", 1: "UTF8_DATA"}
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def _certificate_error(exc: BaseException) -> bool:
+    """Is a certificate verification failure somewhere in the chain (retrying will not fix it)?"""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class TransientHTTPError(Exception):
@@ -61,6 +71,8 @@ class HttpLink:
         try:
             return await self._client.request(method, url, content=body, headers=headers)
         except httpx.TransportError as exc:
+            if _certificate_error(exc):
+                raise ConnectError(f"TLS: cannot verify the server of {self.base_url}: {exc}") from exc
             raise TransientHTTPError(f"{method} {self.base_url}{raw_path}: {exc!r}") from exc
 
     async def publish(self, topic: str, payload: bytes, qos: int, retain: bool, props: dict[str, Any]) -> None:
