@@ -1,6 +1,6 @@
 """Accepted, durable shadow updates per second over MQTT, with many devices at once.
 
-    python -m benchmarks.shadow [--devices 50] [--window 10] [--duration 10] [--qos 1]
+    python -m benchmarks.shadow [--devices 50] [--window 10] [--duration 10] [--rounds 1] [--qos 1]
                                 [--no-persistence | --fsync]
 
 Starts ``thingcore serve`` with its defaults (SQLite in WAL mode with group commit) on free
@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=10, help="update requests in flight per device (AWS: 10)")
     parser.add_argument("--duration", type=float, default=10.0, help="measurement window, seconds")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before the window")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat with a fresh server; prints best and median")
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1, help="QoS of requests and subscriptions")
     storage = parser.add_mutually_exclusive_group()
     storage.add_argument("--no-persistence", action="store_true", help="memory storage instead of SQLite")
@@ -180,22 +181,37 @@ def main() -> None:
         mqtt_port, http_port, pid = (int(x) for x in args.server.split(":"))
         result = asyncio.run(run_devices(mqtt_port, args.devices, args.window, args.qos, args.warmup,
                                          args.duration, pid))
-        report(args, result, check_versions(http_port, result["accepted_by_device"]), "as configured")
+        if not report(args, result, check_versions(http_port, result["accepted_by_device"]), "as configured"):
+            raise SystemExit(1)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ShadowServer(Path(tmp), not args.no_persistence, args.fsync)
-        server.start()
-        try:
-            result = asyncio.run(run_devices(server.port, args.devices, args.window, args.qos, args.warmup,
-                                             args.duration, server.pid))
-            problems = check_versions(server.http_port, result["accepted_by_device"])
-        finally:
-            server.stop()
     kind = "memory" if args.no_persistence else ("SQLite, synchronous=FULL" if args.fsync else "SQLite (WAL, NORMAL)")
-    report(args, result, problems, kind)
+    rates = []
+    failed = False
+    for round_no in range(1, args.rounds + 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            server = ShadowServer(Path(tmp), not args.no_persistence, args.fsync)
+            server.start()
+            try:
+                result = asyncio.run(run_devices(server.port, args.devices, args.window, args.qos, args.warmup,
+                                                 args.duration, server.pid))
+                problems = check_versions(server.http_port, result["accepted_by_device"])
+            finally:
+                server.stop()
+        if args.rounds > 1:
+            print(f"round {round_no} of {args.rounds}")
+        failed |= not report(args, result, problems, kind)
+        rates.append(result["accepted_per_s"])
+    if args.rounds > 1:
+        rates.sort()
+        median = rates[len(rates) // 2]
+        print(f"accepted updates/s over {args.rounds} rounds: best {rates[-1]:.0f}, median {median:.0f}, "
+              f"worst {rates[0]:.0f}")
+    if failed:
+        raise SystemExit(1)
 
 
-def report(args: argparse.Namespace, result: dict, problems: list[str], kind: str) -> None:
+def report(args: argparse.Namespace, result: dict, problems: list[str], kind: str) -> bool:
+    """Print one run's figures; False when an update was rejected or a version does not match."""
     print(f"shadow updates over MQTT: {args.devices} devices x {args.window} in flight, QoS {args.qos}, {kind}, "
           f"{args.duration:.0f} s window on {os.cpu_count()} CPUs")
     print(f"  accepted updates/s           {result['accepted_per_s']:10.0f}")
@@ -205,8 +221,7 @@ def report(args: argparse.Namespace, result: dict, problems: list[str], kind: st
     print(f"  generator CPU (cores busy)   {result['generator_cpu_share']:10.2f}")
     print(f"  rejected                     {result['rejected'] or 'none'}")
     print(f"  versions read back           {'all match' if not problems else '; '.join(problems[:5])}")
-    if problems or result["rejected"]:
-        raise SystemExit(1)
+    return not (problems or result["rejected"])
 
 
 if __name__ == "__main__":
