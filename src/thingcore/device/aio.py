@@ -305,6 +305,7 @@ class AsyncDevice:
             raise NotConnected("this device was disconnected; create a new one")
         if self._http is not None:
             self.connected = True
+            self._pump()  # QoS 1 publishes made before connect()
             return
         assert self._connected_event is not None
         if self._supervisor is None or self._supervisor.done():

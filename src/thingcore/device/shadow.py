@@ -19,6 +19,7 @@ import orjson
 
 from thingcore.device.errors import (
     NotConnected,
+    OperationTimeout,
     ShadowError,
     ShadowTimeout,
     UnsupportedOperation,
@@ -167,7 +168,10 @@ class AsyncShadow:
     async def _request(self, op: str, body: dict[str, Any], timeout: float | None) -> dict[str, Any]:
         device = self.device
         loop = device._bind_loop()
-        await self._ensure(_RESPONSES[op])
+        try:
+            await self._ensure(_RESPONSES[op])
+        except OperationTimeout as exc:
+            raise ShadowTimeout(f"{op} on {self.topic}: {exc}") from None
         token = body.get("clientToken") or uuid.uuid4().hex
         body["clientToken"] = token
         if self._slots is None:
