@@ -419,6 +419,8 @@ class Broker:
         """
         stats = self.stats
         stats.msgs_in += 1
+        if self.congested:  # congestion is reported for the latest publish only; in-process publishers ignore it
+            self.congested = []
         if msg.topic.startswith("$aws/rules/") and self.rules_ingest is not None:
             self.rules_ingest(msg)
             return None
