@@ -354,3 +354,22 @@ async def test_messages_nobody_listens_to_are_not_built() -> None:
     await settle()
     assert h.topics() == [f"{P}/update/accepted"]
     assert h.broker.stats.msgs_in == 1, "no documents or delta message was published"
+
+
+async def test_a_failed_merged_write_answers_500_to_each_of_its_updates(h: Harness) -> None:
+    h.storage.gated = True
+    h.request(f"{P}/update", {"state": {"reported": {"n": 1}}, "clientToken": "a"}, client_id="a")
+    await settle()
+    h.request(f"{P}/update", {"state": {"reported": {"n": 2}}, "clientToken": "b"}, client_id="b")
+    h.request(f"{P}/update", {"state": {"reported": {"n": 3}}, "clientToken": "c"}, client_id="c")
+    await settle()
+    h.storage.release()
+    await settle()
+    h.storage.release(OSError("I/O error"))  # the write that carries b and c
+    await settle()
+    rejected = [(d["clientToken"], d["code"]) for t, d in h.seen if t == f"{P}/update/rejected"]
+    assert rejected == [("b", 500), ("c", 500)]
+    h.storage.gated = False
+    doc = orjson.loads(await h.service.get("lamp"))
+    assert doc["version"] == 1 and doc["state"]["reported"] == {"n": 1}
+    assert h.service._inflight == {}, "every answered request freed its in-flight slot"

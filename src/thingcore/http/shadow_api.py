@@ -4,6 +4,12 @@
 ``GET /api/things/shadow/ListNamedShadowsForThing/{thingName}?nextToken=&pageSize=``, with the
 paths, shapes and errors of the botocore model (``iot-data`` 2015-05-28). Errors carry AWS's
 ``x-amzn-ErrorType`` so botocore raises its typed exceptions; REST errors publish nothing on MQTT.
+
+Callers are identified as for every HTTP API (SigV4 signature or anonymous, see
+:mod:`thingcore.http.caller`) and access rules apply as if the caller published the same request
+over MQTT: a REST get, update or delete needs ``publish`` on the shadow's ``.../get``,
+``.../update`` or ``.../delete`` topic; listing needs ``publish`` on the classic shadow's
+``.../get`` topic. Refusals are 403 ``ForbiddenException``.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from thingcore.auth import Action
+from thingcore.http.caller import Callers
 from thingcore.http.errors import AWSError
-from thingcore.shadow.document import ShadowError
+from thingcore.shadow.document import ShadowError, check_names
 
 _ERROR_TYPES = {
     400: "InvalidRequestException",
@@ -37,37 +45,54 @@ def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
+def _topic(thing: str, name: str | None, op: str) -> str:
+    return f"$aws/things/{thing}/shadow/name/{name}/{op}" if name else f"$aws/things/{thing}/shadow/{op}"
+
+
 def router(server: Any) -> APIRouter:
     api = APIRouter(tags=["shadows (AWS iot-data)"])
+    callers = Callers(server)
+    broker = server.broker
 
-    def service() -> Any:
-        return server.shadows
+    async def authorize(request: Request, body: bytes, thing: str, name: str | None, op: str) -> None:
+        identity = await callers.identity(request.scope, body)
+        try:
+            check_names(thing, name)
+        except ShadowError as err:
+            raise _aws_error(err) from None
+        if not broker.authorize_all and broker.authorize(identity, Action.PUBLISH, _topic(thing, name, op)):
+            raise AWSError(403, "ForbiddenException", "Forbidden")
 
     @api.get("/things/{thingName}/shadow", summary="GetThingShadow: the full document with delta")
-    async def get_thing_shadow(thingName: str, name: str | None = None) -> Response:
+    async def get_thing_shadow(request: Request, thingName: str, name: str | None = None) -> Response:
+        await authorize(request, b"", thingName, name, "get")
         try:
-            return _json(await service().get(thingName, name))
+            return _json(await server.shadows.get(thingName, name))
         except ShadowError as err:
             raise _aws_error(err) from None
 
     @api.post("/things/{thingName}/shadow", summary="UpdateThingShadow: merge a request state document")
-    async def update_thing_shadow(thingName: str, request: Request, name: str | None = None) -> Response:
+    async def update_thing_shadow(request: Request, thingName: str, name: str | None = None) -> Response:
+        body = await request.body()
+        await authorize(request, body, thingName, name, "update")
         try:
-            return _json(await service().update(thingName, name, await request.body()))
+            return _json(await server.shadows.update(thingName, name, body))
         except ShadowError as err:
             raise _aws_error(err) from None
 
     @api.delete("/things/{thingName}/shadow", summary="DeleteThingShadow: remove it (the version is kept)")
-    async def delete_thing_shadow(thingName: str, name: str | None = None) -> Response:
+    async def delete_thing_shadow(request: Request, thingName: str, name: str | None = None) -> Response:
+        await authorize(request, b"", thingName, name, "delete")
         try:
-            return _json(await service().delete(thingName, name))
+            return _json(await server.shadows.delete(thingName, name))
         except ShadowError as err:
             raise _aws_error(err) from None
 
     @api.get("/api/things/shadow/ListNamedShadowsForThing/{thingName}",
              summary="ListNamedShadowsForThing: named shadow names in order, paged")
-    async def list_named_shadows(thingName: str, nextToken: str | None = None,
+    async def list_named_shadows(request: Request, thingName: str, nextToken: str | None = None,
                                  pageSize: str | None = None) -> JSONResponse:
+        await authorize(request, b"", thingName, None, "get")
         try:
             size = 100
             if pageSize is not None:
@@ -75,7 +100,7 @@ def router(server: Any) -> APIRouter:
                     size = int(pageSize)
                 except ValueError:
                     raise ShadowError(400, "pageSize must be an integer between 1 and 100") from None
-            return JSONResponse(await service().list_named(thingName, nextToken, size))
+            return JSONResponse(await server.shadows.list_named(thingName, nextToken, size))
         except ShadowError as err:
             raise _aws_error(err) from None
 

@@ -382,32 +382,43 @@ class ShadowService:
         if not self._committed(entry, [req for req, _, _ in outcomes], fut):
             return
         entry.shadow = final
-        if entry.deleted_version:  # re-created: the deletion record is obsolete (a stored shadow wins anyway)
-            entry.deleted_version = 0
-            _ignore_result(self.storage.delete_document(DELETED_NAMESPACE, entry.key))
-        prefix = entry.prefix
-        for req, outcome, previous in outcomes:
-            if isinstance(outcome, ShadowError):
-                self._fail(entry, req, outcome)
-                continue
-            self.stats.accepted += 1
-            shadow, token = outcome.shadow, req.client_token
-            now = shadow.timestamp
-            response = orjson.dumps(outcome.response)
-            self._publish(f"{prefix}/update/accepted", response)
-            topic = f"{prefix}/update/documents"
-            if self._listened(topic):
-                documents: dict[str, Any] = {"current": shadow.snapshot(), "timestamp": now}
-                if previous is not None:
-                    documents = {"previous": previous.snapshot(), **documents}
-                if token is not None:
-                    documents["clientToken"] = token
-                self._publish(topic, orjson.dumps(documents))
-            topic = f"{prefix}/update/delta"
-            if shadow.delta and self._listened(topic):
-                self._publish(topic, orjson.dumps(shadow.delta_message(now, token)))
-            self._answer(req, response)
+        done = 0
+        try:
+            if entry.deleted_version:  # re-created: the deletion record is obsolete (a stored shadow wins anyway)
+                entry.deleted_version = 0
+                _ignore_result(self.storage.delete_document(DELETED_NAMESPACE, entry.key))
+            for req, outcome, previous in outcomes:
+                if isinstance(outcome, ShadowError):
+                    self._fail(entry, req, outcome)
+                else:
+                    self._accepted(entry, req, outcome, previous)
+                done += 1
+        except Exception:  # the state is committed; a bug in answering must not wedge the shadow
+            log.exception("shadow %s: answering committed updates failed", entry.key)
+            for req, _, _ in outcomes[done:]:
+                self._fail(entry, req, ShadowError(500, INTERNAL_FAILURE, req.client_token))
         self._drain(entry)
+
+    def _accepted(self, entry: _Entry, req: _Request, accepted: Accepted, previous: Shadow | None) -> None:
+        """Publish ``/update/accepted``, ``/update/documents`` and (when out of sync) ``/update/delta``."""
+        self.stats.accepted += 1
+        prefix = entry.prefix
+        shadow, token = accepted.shadow, req.client_token
+        now = shadow.timestamp
+        response = orjson.dumps(accepted.response)
+        self._publish(f"{prefix}/update/accepted", response)
+        topic = f"{prefix}/update/documents"
+        if self._listened(topic):
+            documents: dict[str, Any] = {"current": shadow.snapshot(), "timestamp": now}
+            if previous is not None:
+                documents = {"previous": previous.snapshot(), **documents}
+            if token is not None:
+                documents["clientToken"] = token
+            self._publish(topic, orjson.dumps(documents))
+        topic = f"{prefix}/update/delta"
+        if shadow.delta and self._listened(topic):
+            self._publish(topic, orjson.dumps(shadow.delta_message(now, token)))
+        self._answer(req, response)
 
     def _listened(self, topic: str) -> bool:
         """Whether any subscriber (client, rule, bus handler) would get a message on ``topic``:
@@ -438,7 +449,10 @@ class ShadowService:
         if req.client_token is not None:
             response["clientToken"] = req.client_token
         payload = orjson.dumps(response)
-        self._publish(f"{entry.prefix}/delete/accepted", payload)
+        try:
+            self._publish(f"{entry.prefix}/delete/accepted", payload)
+        except Exception:  # the deletion is committed; still answer and go on
+            log.exception("shadow %s: publishing delete/accepted failed", entry.key)
         self._answer(req, payload)
         self._drain(entry)
 
