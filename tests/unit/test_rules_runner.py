@@ -18,7 +18,9 @@ class Destination(Action):
     kind = "fake"
     failed_action = "FakeAction"
 
-    def __init__(self, failures: int = 0, retryable: bool = True, concurrency: int = 1) -> None:
+    def __init__(self, failures: int = 0, retryable: bool = True, concurrency: int = 1, inline: bool = False) -> None:
+        self.inline = inline
+        self.on_execute: Any = None
         self.failures = failures
         self.retryable = retryable
         self.concurrency = concurrency
@@ -33,6 +35,8 @@ class Destination(Action):
 
     def execute(self, firing: Firing) -> Any:
         self.tries.append(firing.output)
+        if self.on_execute is not None:
+            self.on_execute(firing)
         if len(self.tries) <= self.failures:
             raise ActionError(f"try {len(self.tries)} failed", retryable=self.retryable)
         if self.gate is None:
@@ -175,3 +179,34 @@ def test_backoff_doubles_with_jitter_and_a_cap(attempt: int, low: float, high: f
     policy = RetryPolicy(max_attempts=30, first_delay=0.1, max_delay=30.0)
     for _ in range(50):
         assert low <= policy.delay(attempt) <= high
+
+
+async def test_inline_delivery_happens_in_submit() -> None:
+    dest = Destination(inline=True)
+    runner = ActionRunner(dest, queue_size=10, retry=RetryPolicy(1, 0))
+    runner.submit(firing("now"))
+    assert dest.delivered == ["now"] and not runner._tasks  # no worker, no loop turn needed
+    assert runner.metrics.succeeded == 1
+
+
+async def test_a_rule_loop_is_queued_not_recursed() -> None:
+    dest = Destination(inline=True)
+    runner = ActionRunner(dest, queue_size=100, retry=RetryPolicy(1, 0))
+    # every delivery triggers another one (a republish to a topic its own rule reads), ten times
+    dest.on_execute = lambda f: runner.submit(firing(f.output + 1)) if f.output < 10 else None
+    runner.submit(firing(0))
+    assert dest.delivered == [0]  # the next one waits in the queue: no recursion
+    await drained(runner)
+    assert dest.delivered == list(range(11))
+
+
+async def test_inline_delivery_that_must_wait_is_finished_by_a_worker() -> None:
+    dest = Destination(inline=True)
+    dest.gate = asyncio.Event()
+    runner = ActionRunner(dest, queue_size=10, retry=RetryPolicy(1, 0))
+    runner.submit(firing("a"))
+    runner.submit(firing("b"))  # queued behind the one in flight: order is kept
+    assert dest.tries == ["a"] and runner.queued() == 1
+    dest.gate.set()
+    await drained(runner)
+    assert dest.delivered == ["a", "b"]

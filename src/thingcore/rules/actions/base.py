@@ -114,6 +114,7 @@ class Action:
     kind: ClassVar[str]  #: the AWS ``Action`` member, e.g. ``republish``
     failed_action: ClassVar[str]  #: its name in error documents, e.g. ``RepublishAction``
     concurrency: int = 1  #: deliveries in flight at once for this action
+    inline: bool = False  #: deliveries complete synchronously (mostly): may run right in ``submit``
 
     def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:
         self.params = params
@@ -171,8 +172,15 @@ class _Job:
         self.attempts = 0
 
 
+# > 0 while an inline delivery runs: what it triggers is queued, so rule loops never recurse. A module global,
+# not a class attribute: writing a class attribute per message would invalidate CPython's attribute caches.
+_inline_depth = 0
+
+
 class ActionRunner:
     """The queue and workers of one action of one rule."""
+
+    LOG_EVERY = 10.0  #: seconds between failure log lines of one action (the counters count every failure)
 
     def __init__(self, action: Action, *, queue_size: int, retry: RetryPolicy, metrics: ActionMetrics | None = None,
                  error_action: bool = False) -> None:
@@ -182,24 +190,50 @@ class ActionRunner:
         self.retry = retry
         self.metrics = metrics or ActionMetrics()
         self.error_action = error_action  #: an error action's own failures only get logged
+        self.inline = action.inline
         self.active = 0
         self.starting = 0
         self.closed = False
         self._tasks: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
+        self._logged_at = -self.LOG_EVERY
+        self._unlogged = 0
 
     @property
     def label(self) -> str:
         return self.action.kind
 
     def submit(self, firing: Firing) -> None:
-        """Queue a delivery (never blocks, never raises). A full queue fails the delivery at once."""
+        """Queue a delivery (never blocks, never raises). A full queue fails the delivery at once.
+
+        An action that completes synchronously (republish) is delivered right here when nothing of it
+        is queued, so a burst read in one loop turn does not pile up behind the worker's next turn."""
         if self.closed or len(self.queue) >= self.queue_size:
             self.metrics.dropped += 1
             self._fail(firing, "the action's queue is full: message dropped" if not self.closed
                        else "the rule was stopped before delivery")
             return
+        global _inline_depth
         self.metrics.fired += 1
+        if self.inline and not _inline_depth and not self.queue and not self.active:
+            _inline_depth += 1
+            try:
+                pending = self.action.execute(firing)
+            except Exception as exc:
+                job = _Job(firing)
+                job.attempts = 1
+                self._error(job, exc)
+                return
+            finally:
+                _inline_depth -= 1
+            if pending is None:
+                self.metrics.observe(time.time() - firing.received_at)
+                firing.done(None)
+            else:  # it has to wait (a copy being committed): a worker finishes it
+                job = _Job(firing)
+                job.attempts = 1
+                self._spawn(job, pending, fresh=False)
+            return
         self.queue.append(_Job(firing))
         self._wake()
 
@@ -207,52 +241,78 @@ class ActionRunner:
         # a new worker only when none is about to start: a burst queued in one loop turn is drained by one
         # worker when deliveries are synchronous, and spreads over several only while some are waiting
         if not self.starting and self.active < self.action.concurrency and self.queue:
-            self.active += 1
             self.starting += 1
-            task = asyncio.get_running_loop().create_task(self._work())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(None, None, fresh=True)
 
-    async def _work(self) -> None:
-        self.starting -= 1
+    def _spawn(self, job: _Job | None, pending: Awaitable[None] | None, fresh: bool) -> None:
+        self.active += 1
+        task = asyncio.get_running_loop().create_task(self._work(job, pending, fresh))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _work(self, job: _Job | None, pending: Awaitable[None] | None, fresh: bool) -> None:
+        if fresh:
+            self.starting -= 1
         try:
+            if job is not None and pending is not None:
+                await self._finish(job, pending)
             queue = self.queue
             while queue and not self.closed:
-                await self._attempt(queue.popleft())
+                job = queue.popleft()
+                pending = self._start(job)
+                if pending is not None:
+                    await self._finish(job, pending)
         finally:
             self.active -= 1
 
-    async def _attempt(self, job: _Job) -> None:
+    def _start(self, job: _Job) -> Awaitable[None] | None:
+        """One try: None when it is over (success or failure handled), else what to await."""
         job.attempts += 1
-        firing = job.firing
         try:
-            pending = self.action.execute(firing)
-            if pending is not None:
-                await pending
-        except ActionError as exc:
-            if exc.retryable and job.attempts < self.retry.max_attempts and not self.closed:
-                self.metrics.retried += 1
-                loop = asyncio.get_running_loop()
-                timer: asyncio.TimerHandle | None = None
+            pending = self.action.execute(job.firing)
+        except Exception as exc:
+            self._error(job, exc)
+            return None
+        if pending is None:
+            self._success(job)
+        return pending
 
-                def again() -> None:
-                    self._timers.discard(timer)
-                    self._requeue(job)
-
-                timer = loop.call_later(self.retry.delay(job.attempts), again)
-                self._timers.add(timer)
-                return
-            self.metrics.failed += 1
-            self._fail(firing, exc.message, job.attempts)
+    async def _finish(self, job: _Job, pending: Awaitable[None]) -> None:
+        try:
+            await pending
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a bug in an action must not kill the worker
-            log.exception("rule %s: %s action crashed", firing.rule_name, self.label)
+        except Exception as exc:
+            self._error(job, exc)
+        else:
+            self._success(job)
+
+    def _success(self, job: _Job) -> None:
+        firing = job.firing
+        self.metrics.observe(time.time() - firing.received_at)
+        firing.done(None)
+
+    def _error(self, job: _Job, exc: Exception) -> None:
+        firing = job.firing
+        if not isinstance(exc, ActionError):  # a bug in an action must not kill the worker
+            log.error("rule %s: %s action crashed", firing.rule_name, self.label, exc_info=exc)
             self.metrics.failed += 1
             self._fail(firing, f"internal error: {exc!r}", job.attempts)
-        else:
-            self.metrics.observe(time.time() - firing.received_at)
-            firing.done(None)
+            return
+        if exc.retryable and job.attempts < self.retry.max_attempts and not self.closed:
+            self.metrics.retried += 1
+            loop = asyncio.get_running_loop()
+            timer: asyncio.TimerHandle | None = None
+
+            def again() -> None:
+                self._timers.discard(timer)
+                self._requeue(job)
+
+            timer = loop.call_later(self.retry.delay(job.attempts), again)
+            self._timers.add(timer)
+            return
+        self.metrics.failed += 1
+        self._fail(firing, exc.message, job.attempts)
 
     def _requeue(self, job: _Job) -> None:
         if self.closed or len(self.queue) >= self.queue_size:
@@ -267,14 +327,25 @@ class ActionRunner:
             resource = self.action.resource(firing)
         except Exception:  # a template that cannot render still deserves its error document
             resource = ""
+        tries = f" (after {attempts} tries)" if attempts > 1 else ""
+        self._log_failure(firing.rule_name, resource, message + tries)
         if self.error_action:
-            log.warning("rule %s: error action %s failed (%s): %s", firing.rule_name, self.label, resource, message)
             firing.done(None)
             return
-        tries = f" (after {attempts} tries)" if attempts > 1 else ""
-        log.info("rule %s: %s action failed%s: %s", firing.rule_name, self.label, tries, message)
         firing.done({"failedAction": self.action.failed_action, "failedResource": resource,
                      "errorMessage": message + tries})
+
+    def _log_failure(self, rule: str, resource: str, message: str) -> None:
+        """At most one line per LOG_EVERY seconds per action: a dead destination must not flood the log."""
+        now = time.monotonic()
+        if now - self._logged_at < self.LOG_EVERY:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more failures since the last report)" if self._unlogged else ""
+        what = "error action" if self.error_action else "action"
+        log.warning("rule %s: %s %s failed on %s: %s%s", rule, self.label, what, resource or "-", message, more)
+        self._logged_at = now
+        self._unlogged = 0
 
     def queued(self) -> int:
         return len(self.queue)

@@ -43,6 +43,7 @@ class RepublishAction(Action):
     kind = "republish"
     failed_action = "RepublishAction"
     concurrency = 16  # only waits when a copy must be committed for a persistent session
+    inline = True  # broker.publish returns at once (or a commit future to wait for)
 
     def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:
         super().__init__(params, env)
@@ -81,6 +82,12 @@ class RepublishAction(Action):
                 self.user_properties.append((TemplateField(kv["key"], env, where + ".key"),
                                              TemplateField(kv["value"], env, where + ".value")))
         self.slow_templates = self.needs_services
+        self.has_headers = bool(self.headers or self.user_properties)
+        if self.topic.const is not None:
+            try:
+                validate_topic_name(self.topic.const)
+            except MQTTError as exc:
+                raise ActionConfigError(f"republish.topic {self.topic.const!r} is not a valid topic: {exc}") from None
 
     def render_topic(self, firing: Firing) -> str:
         return self.topic.render(firing)
@@ -115,16 +122,23 @@ class RepublishAction(Action):
         return props
 
     def _message(self, firing: Firing) -> Message:
-        topic = self.render_topic(firing)
-        try:
-            validate_topic_name(topic)
-        except MQTTError as exc:
-            raise ActionError(f"cannot republish to {topic!r}: {exc}") from None
-        props = self.render_properties(firing) if self.headers or self.user_properties else {}
-        msg = Message(topic, firing.payload, self.qos, False, props, received_at=time.time())
+        topic_field = self.topic
+        if topic_field.const is not None:
+            topic = topic_field.const  # checked when the rule was created
+        else:
+            topic = topic_field.template.render(firing.ctx, firing.output)
+            try:
+                validate_topic_name(topic)
+            except MQTTError as exc:
+                raise ActionError(f"cannot republish to {topic!r}: {exc}") from None
+        now = time.time()
+        if not self.has_headers:
+            return Message(topic, firing.payload, self.qos, False, {}, None, None, None, now)
+        props = self.render_properties(firing)
+        msg = Message(topic, firing.payload, self.qos, False, props, None, None, None, now)
         expiry = props.pop("message_expiry_interval", None)
         if expiry is not None:
-            msg.expires_at = msg.received_at + expiry
+            msg.expires_at = now + expiry
         return msg
 
     def execute(self, firing: Firing) -> Any:
