@@ -62,7 +62,7 @@ REQUEST_FILTERS = tuple(
 
 MAX_INFLIGHT_PER_CLIENT = 10  #: AWS: more in-flight shadow requests on one connection get 429
 MAX_QUEUED_PER_SHADOW = 100  #: thingcore's bound on requests waiting for one shadow (then 429)
-MAX_CACHED = 100_000  #: idle shadows kept in memory; the least recently used are dropped first
+MAX_CACHED = 10_000  #: shadows kept in memory (a few KB each); the least recently used idle ones go first
 MAX_UPDATES_PER_WRITE = 64  #: queued updates of one shadow merged into one storage write
 MAX_REST_PAYLOAD = 128 * 1024  #: larger REST bodies are refused with 413 without being parsed
 
