@@ -210,3 +210,20 @@ async def test_inline_delivery_that_must_wait_is_finished_by_a_worker() -> None:
     dest.gate.set()
     await drained(runner)
     assert dest.delivered == ["a", "b"]
+
+
+@pytest.mark.parametrize("text", [
+    "out/${topic()}", "out/${topic(2)}/x", "${topic(1)}-${TOPIC( 3 )}", "a/${topic(9)}", "a/${topic(0)}",
+    "${topic(02)}", "plain/${topic(1)}/${topic(2)}/${topic(3)}",
+])
+@pytest.mark.parametrize("topic", ["sensors/kitchen/temp", "a", "x//y/", ""])
+def test_topic_templates_render_like_the_sql_evaluator(text: str, topic: str) -> None:
+    from thingcore.rules.actions.base import ActionEnv, TemplateField, topic_only_parts
+    from thingcore.rules.sql import MessageContext, compile_template
+
+    field = TemplateField(text, ActionEnv(None, None, compile_template, sql_version="2016-03-23"), "t")
+    assert field.topic_parts is not None
+    f = Firing("r", Message("t", b"{}"), MessageContext(topic, b"{}"), {}, 1, None)
+    assert field.render(f) == field.template.render(f.ctx, {})
+    assert topic_only_parts("out/${topic(2)}/${clientid()}") is None
+    assert topic_only_parts("$$aws/${topic(2)}") is None

@@ -269,8 +269,14 @@ class RulesEngine:
             rule.metrics.errors += 1
             log.warning("rule %s: evaluation failed on %s: %s", rule.name, msg.topic, exc)
             return
-        if result.matched:
-            self.fire(rule, msg, ctx, result.output)
+        if result.matched:  # fire(), inlined: this is the message path
+            rule.metrics.matched += 1
+            runners = rule.runners
+            if runners:
+                firing = Firing(rule.name, msg, ctx, result.output, len(runners),
+                                rule.on_failed if rule.error_runner is not None else None)
+                for runner in runners:
+                    runner.submit(firing)
 
     def _evaluate_in_thread(self, rule: CompiledRule, msg: Message, ctx: Any) -> None:
         if self._eval_pending >= self.settings.rules.evaluation_queue_size:

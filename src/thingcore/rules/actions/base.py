@@ -15,6 +15,7 @@ import asyncio
 import base64
 import logging
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -81,9 +82,15 @@ class Firing:
     @property
     def payload(self) -> bytes:
         """The serialized SELECT output, computed once for all actions of the firing."""
-        if self._payload is None:
-            self._payload, self.is_json = encode_output(self.output)
-        return self._payload
+        payload = self._payload
+        if payload is None:
+            out = self.output
+            if type(out) is bytes:
+                payload, self.is_json = out, False
+            else:
+                payload, self.is_json = encode_output(out)
+            self._payload = payload
+        return payload
 
     def done(self, failure: dict[str, str] | None) -> None:
         if failure is not None:
@@ -367,10 +374,35 @@ class ActionRunner:
         self.queue.clear()
 
 
+# ``${topic()}`` / ``${topic(n)}`` (any case, spaces allowed): the most common templates, rendered without
+# the SQL evaluator (same results: a level past the end, or n < 1, renders as the empty string)
+_TOPIC_CALL = re.compile(r"\$\{\s*topic\s*\(\s*(\d*)\s*\)\s*\}", re.IGNORECASE)
+
+
+def topic_only_parts(text: str) -> list[str | int | None] | None:
+    """``text`` as literal strings and topic levels (None: the whole topic), or None if it has anything else."""
+    parts: list[str | int | None] = []
+    pos = 0
+    for m in _TOPIC_CALL.finditer(text):
+        literal = text[pos:m.start()]
+        if "$" in literal:
+            return None
+        if literal:
+            parts.append(literal)
+        parts.append(int(m.group(1)) if m.group(1) else None)
+        pos = m.end()
+    rest = text[pos:]
+    if "$" in rest or not parts:
+        return None
+    if rest:
+        parts.append(rest)
+    return parts
+
+
 class TemplateField:
     """An action parameter that may hold ``${expression}`` substitutions (and ``$$`` for ``$``), compiled once."""
 
-    __slots__ = ("const", "source", "template")
+    __slots__ = ("const", "source", "template", "topic_parts")
 
     def __init__(self, text: Any, env: ActionEnv, where: str) -> None:
         if not isinstance(text, str):
@@ -381,6 +413,7 @@ class TemplateField:
         except Exception as exc:  # SqlError: the message names the position
             raise ActionConfigError(f"{where}: invalid substitution template: {exc}") from exc
         self.const: str | None = self.template.render(None) if self.template.is_constant else None
+        self.topic_parts = topic_only_parts(text) if self.const is None else None
 
     @property
     def needs_services(self) -> bool:
@@ -389,7 +422,22 @@ class TemplateField:
     def render(self, firing: Firing) -> str:
         if self.const is not None:
             return self.const
-        return self.template.render(firing.ctx, firing.output)
+        parts = self.topic_parts
+        if parts is None:
+            return self.template.render(firing.ctx, firing.output)
+        topic = firing.ctx.topic
+        levels = None
+        out = []
+        for part in parts:
+            if type(part) is str:
+                out.append(part)
+            elif part is None:
+                out.append(topic)
+            else:
+                if levels is None:
+                    levels = topic.split("/")
+                out.append(levels[part - 1] if 0 < part <= len(levels) else "")
+        return "".join(out)
 
 
 def params_check(params: dict[str, Any], kind: str, allowed: set[str], required: set[str]) -> None:

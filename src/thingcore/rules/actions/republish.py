@@ -126,7 +126,7 @@ class RepublishAction(Action):
         if topic_field.const is not None:
             topic = topic_field.const  # checked when the rule was created
         else:
-            topic = topic_field.template.render(firing.ctx, firing.output)
+            topic = topic_field.render(firing)
             try:
                 validate_topic_name(topic)
             except MQTTError as exc:
