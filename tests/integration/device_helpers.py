@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ from tests.integration.mqtt_helpers import uid
 
 from thingcore.device import Backoff, Device
 
-__all__ = ["FAST", "TIMEOUT", "Inbox", "device", "port_for", "uid"]
+__all__ = ["FAST", "TIMEOUT", "Inbox", "device", "port_for", "uid", "wait_until"]
 
 TIMEOUT = 10.0
 FAST = Backoff(initial=0.05, maximum=0.5, reset_after=30.0)  # reconnect quickly in tests
@@ -55,3 +56,12 @@ def device(tc: Any, transport: str = "mqtt", client_id: str | None = None, **opt
     options.setdefault("backoff", FAST)
     return Device(tc.host, client_id or uid(f"dev-{transport}"), transport=transport, port=port_for(tc, transport),
                   **options)
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    """Poll ``predicate`` until it holds; fail the test naming ``what`` if it does not within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.01)

@@ -8,11 +8,12 @@ One server for the module: it has a password file and access rules, so refusals 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.integration.device_helpers import FAST, TIMEOUT, Inbox, device, port_for, uid
+from tests.integration.device_helpers import FAST, TIMEOUT, Inbox, device, port_for, uid, wait_until
 from tests.server import ThingcoreProcess, free_port
 
 from thingcore.auth import PasswordFile
@@ -271,3 +272,27 @@ def test_callbacks_run_off_the_network_thread(server: ThingcoreProcess) -> None:
         dev.subscribe(f"{base}/ask", echo)
         dev.publish(f"{base}/ask", "ping", qos=1)
         assert replies.get().text == "ping"
+
+
+def test_slow_callbacks_hold_back_reading_and_lose_nothing(server: ThingcoreProcess) -> None:
+    """Callbacks more than max_backlog behind: the device stops reading its socket (TCP pushes back on
+    the broker, which queues) instead of piling messages up in memory; released, it gets them all."""
+    base = uid("slow")
+    gate = threading.Event()
+    got: list[str] = []
+
+    def slow(message: Message) -> None:
+        gate.wait(TIMEOUT)
+        got.append(message.text)
+
+    with device(server, max_backlog=5) as dev, device(server) as pub:
+        dev.subscribe(f"{base}/m", slow)
+        for i in range(200):
+            pub.publish(f"{base}/m", str(i), qos=1)
+        assert pub.flush(TIMEOUT)
+        wait_until(lambda: dev.stats.reading_paused >= 1, "reading paused")
+        held = dev.stats.received
+        gate.set()
+        wait_until(lambda: len(got) == 200, "all 200 messages after the release")
+        assert got == [str(i) for i in range(200)]
+        assert held < 200

@@ -59,7 +59,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("thingcore.device")
 
 Callback = Callable[..., Any]
-Dispatch = Callable[..., None]
+#: dispatch(fn, args, done): run fn(*args) somewhere, then call done() (from any thread)
+Dispatch = Callable[[Callback, tuple, Callable[[], None]], None]
 MAX_FILTERS_PER_SUBSCRIBE = 8  # AWS IoT's limit per SUBSCRIBE packet
 #: CONNACK codes that another attempt with the same settings cannot fix (first connection only)
 PERMANENT_REFUSALS = frozenset({0x84, 0x85, 0x86, 0x87, 0x8C})
@@ -92,6 +93,7 @@ class DeviceStats:
     dropped: int = 0  # QoS 0 while offline, queue overflow, closed with messages pending
     failed: int = 0  # refused by the server
     received: int = 0
+    reading_paused: int = 0  # times the socket was left unread because callbacks fell max_backlog behind
 
 
 @dataclass(slots=True, eq=False)
@@ -162,6 +164,7 @@ class AsyncDevice:
         queue_size: int = 1000,
         queue_full: str = "error",
         inflight: int = 20,
+        max_backlog: int = 1000,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
         operation_timeout: float = 10.0,
@@ -199,6 +202,12 @@ class AsyncDevice:
         self.stats = DeviceStats()
         self.connected = False
         self._dispatch = dispatch or self._call_here
+        # callbacks dispatched but not finished; past max_backlog the socket is not read (back-pressure)
+        self.max_backlog = max(1, max_backlog)
+        self._dispatched = 0
+        self._finished = 0
+        self._reading_paused = False
+        self._resume_scheduled = False
         self._queue = PublishQueue(queue_size, queue_full)
         self._window = inflight if transport != "http" else 1  # HTTP: one QoS 1 request at a time keeps order
         self._inflight = 0
@@ -273,23 +282,48 @@ class AsyncDevice:
             self._connected_event = asyncio.Event()
         return self._loop
 
-    def _call_here(self, fn: Callback, *args: Any) -> None:
+    def _call_here(self, fn: Callback, args: tuple, done: Callable[[], None] | None = None) -> None:
         """Default dispatch: call on the loop; a coroutine result becomes a task."""
         try:
             result = fn(*args)
         except Exception:
             log.exception("device callback %r failed", fn)
-            return
+            result = None
         if inspect.isawaitable(result):
-            self._bg.spawn(result)
+            task = self._bg.spawn(result)
+            if done is not None:
+                task.add_done_callback(lambda _t: done())
+        elif done is not None:
+            done()
 
     def _notify(self, fn: Callback | None, *args: Any, internal: bool = False) -> None:
         if fn is None:
             return
-        if internal:
-            self._call_here(fn, *args)
-        else:
-            self._dispatch(fn, *args)
+        if internal:  # the SDK's own (shadow answers): inline, never held back
+            self._call_here(fn, args)
+            return
+        self._dispatched += 1
+        self._dispatch(fn, args, self._callback_done)
+        if not self._reading_paused and self._dispatched - self._finished > self.max_backlog:
+            self._reading_paused = True
+            self.stats.reading_paused += 1
+            if self._link is not None:
+                self._link.pause_reading()
+
+    def _callback_done(self) -> None:
+        """A dispatched callback finished (on any thread): resume reading once the backlog is half gone."""
+        self._finished += 1
+        if (self._reading_paused and not self._resume_scheduled
+                and self._dispatched - self._finished <= self.max_backlog // 2 and self._loop is not None):
+            self._resume_scheduled = True
+            self._loop.call_soon_threadsafe(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        self._resume_scheduled = False
+        if self._reading_paused and self._dispatched - self._finished <= self.max_backlog // 2:
+            self._reading_paused = False
+            if self._link is not None:
+                self._link.resume_reading()
 
     # -- connecting -------------------------------------------------------------------------------
 
@@ -404,6 +438,8 @@ class AsyncDevice:
             sub.active = False
         if pending:
             self._bg.spawn(self._send_subscriptions(pending))
+        if self._reading_paused and self._link is not None:
+            self._link.pause_reading()  # still behind with callbacks from the last connection
         # after paho has re-sent what was in flight when the last connection dropped, keeping order
         self._loop.call_soon(self._pump)
         self._notify(self.on_connect, Connected(session_present, self.stats.connects > 1, props))

@@ -55,6 +55,7 @@ class MqttLink:
         self._thread_id: int | None = None
         self._sock: Any = None
         self._writing = False
+        self._reading = False
         self._timer: asyncio.TimerHandle | None = None
         self._connack: asyncio.Future | None = None
         self._closed: asyncio.Future | None = None
@@ -109,6 +110,7 @@ class MqttLink:
         assert loop is not None and sock is not None
         self._sock = sock
         loop.add_reader(sock, self._readable)
+        self._reading = True
         self._writing = False
         if self.client.want_write():
             self._writing = True
@@ -126,10 +128,25 @@ class MqttLink:
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_writer(sock)
         self._writing = False
+        self._reading = False
 
     # -- the loop's side --------------------------------------------------------------------------
 
+    def pause_reading(self) -> None:
+        """Stop reading the socket (the device's callbacks are behind); TCP pushes back on the server."""
+        if self._sock is not None and self._reading and self._loop is not None:
+            self._reading = False
+            self._loop.remove_reader(self._sock)
+
+    def resume_reading(self) -> None:
+        if self._sock is not None and not self._reading and self._loop is not None:
+            self._reading = True
+            self._loop.add_reader(self._sock, self._readable)
+            self._loop.call_soon(self._readable)  # TLS may hold bytes the selector will not report
+
     def _readable(self) -> None:
+        if not self._reading:
+            return
         sock = self._sock
         self.client.loop_read()
         # TLS may hold decrypted bytes the selector cannot see

@@ -129,19 +129,21 @@ class Device:
     def pending(self) -> int:
         return self._thread.call(lambda: self._aio.pending)
 
-    def _dispatch(self, fn: Callback, *args: Any) -> None:
+    def _dispatch(self, fn: Callback, args: tuple, done: Callable[[], None]) -> None:
         try:
-            self._callbacks.submit(self._invoke, fn, *args)
+            self._callbacks.submit(self._invoke, fn, args, done)
         except RuntimeError:  # shut down: the device is closed
-            pass
+            done()
 
-    def _invoke(self, fn: Callback, *args: Any) -> None:
+    def _invoke(self, fn: Callback, args: tuple, done: Callable[[], None]) -> None:
         try:
             result = fn(*args)
             if inspect.isawaitable(result):
                 asyncio.run_coroutine_threadsafe(result, self._thread.loop).result()  # type: ignore[arg-type]
         except Exception:
             log.exception("device callback %r failed", fn)
+        finally:
+            done()
 
     # -- the API ----------------------------------------------------------------------------------
 
