@@ -299,3 +299,14 @@ def test_rules_read_and_write_shadows(iot, client: PahoClient) -> None:
     assert accepted["state"] == {"reported": {"mode": "eco"}}
     client.publish(f"getmode/{name}/{thing}", b"{}", 1)
     assert client.expect().payload == b'"eco"'
+
+
+def test_a_rule_without_from_serves_basic_ingest_only(iot, client: PahoClient) -> None:
+    name = rule_name("nofrom")
+    iot.create_topic_rule(ruleName=name, topicRulePayload={
+        "sql": "SELECT n, topic() AS t", "awsIotSqlVersion": "2016-03-23",
+        "actions": [{"republish": {"topic": f"nofrom/{name}", "roleArn": ROLE}}]})
+    assert "topicPattern" not in next(r for r in iot.list_topic_rules()["rules"] if r["ruleName"] == name)
+    client.subscribe(f"nofrom/{name}", 1)
+    client.publish(f"$aws/rules/{name}/dev/1", b'{"n": 7}', 1)
+    assert json.loads(client.expect().payload) == {"n": 7, "t": "dev/1"}

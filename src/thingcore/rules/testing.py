@@ -18,7 +18,7 @@ import orjson
 
 from thingcore.broker.message import Message
 from thingcore.mqtt import MQTTError
-from thingcore.mqtt.topics import topic_matches, validate_topic_name
+from thingcore.mqtt.topics import validate_topic_name
 from thingcore.rules.actions import Firing
 from thingcore.rules.model import DEFAULT_SQL_VERSION, SQL_VERSIONS, RuleError, invalid
 from thingcore.rules.sql import MessageContext
@@ -89,7 +89,7 @@ async def dry_run(engine: Any, body: dict[str, Any]) -> dict[str, Any]:
         ingest_rule, _, seen_topic = topic[len(_INGEST):].partition("/")
         reaches = True
     else:
-        reaches = query.topic_filter is not None and topic_matches(query.topic_filter, topic)
+        reaches = query.matches(topic)  # AWS's matching: FROM 'a/#' does not take 'a'; no FROM takes nothing
     client_id = body.get("clientId")
     msg = Message(topic, payload, 0, False, {}, client_id=client_id, principal=body.get("principal"),
                   source_address=body.get("sourceIp"), received_at=time.time())
@@ -107,7 +107,7 @@ async def dry_run(engine: Any, body: dict[str, Any]) -> dict[str, Any]:
         raise RuleError("InvalidRequestException", f"evaluation failed: {exc}") from None
 
     out: dict[str, Any] = {
-        "sql": sql, "awsIotSqlVersion": version, "topic": topic, "topicPattern": query.topic_filter,
+        "sql": sql, "awsIotSqlVersion": version, "topic": topic, "topicPattern": query.topic_filter or None,
         "topicMatches": reaches, "wherePassed": bool(result.matched),
     }
     if ingest_rule is not None:
