@@ -63,10 +63,10 @@ async def _run(config: SimConfig, console: Console, every: float) -> SimStats:
     def plain(s: SimStats) -> None:  # logs and pipes get a line per interval instead of a redrawn table
         if s.elapsed - last[0] >= every:
             last[0] = s.elapsed
-            console.print(_line(s, config), highlight=False)
+            console.print(_line(s, config), highlight=False, soft_wrap=True)
 
     stats = await fleet.run(plain, interval=min(0.5, every))
-    console.print(_line(stats, config), highlight=False)
+    console.print(_line(stats, config), highlight=False, soft_wrap=True)
     return stats
 
 

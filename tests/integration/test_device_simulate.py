@@ -65,6 +65,7 @@ def test_fifty_thermostats_report_progress_and_follow_their_shadows(server: Thin
         progress = [line for line in err.splitlines() if line.startswith("t=")]
         assert len(progress) >= 3, err
         assert any(f"connected={DEVICES}/{DEVICES}" in line for line in progress), err
+        assert all(line.endswith("errors=0") for line in progress), err  # one whole line each, not wrapped
         for thing, setpoint in ((early, 19.5), (late, 25.5)):
             doc = _shadow(http, thing).json()
             assert doc["state"]["reported"]["setpoint"] == setpoint, doc
