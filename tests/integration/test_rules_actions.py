@@ -310,3 +310,15 @@ def test_a_rule_without_from_serves_basic_ingest_only(iot, client: PahoClient) -
     client.subscribe(f"nofrom/{name}", 1)
     client.publish(f"$aws/rules/{name}/dev/1", b'{"n": 7}', 1)
     assert json.loads(client.expect().payload) == {"n": 7, "t": "dev/1"}
+
+
+def test_from_multilevel_wildcard_does_not_take_the_parent_level(iot, client: PahoClient) -> None:
+    name = rule_name("parent")
+    iot.create_topic_rule(ruleName=name, topicRulePayload={
+        "sql": f"SELECT topic() AS t FROM 'parent/{name}/#'",
+        "actions": [{"republish": {"topic": f"parentout/{name}", "roleArn": ROLE}}]})
+    client.subscribe(f"parentout/{name}", 1)
+    client.publish(f"parent/{name}", b"{}", 1)  # MQTT's '#' would match this; AWS's FROM does not
+    client.publish(f"parent/{name}/a/b", b"{}", 1)
+    assert json.loads(client.expect().payload) == {"t": f"parent/{name}/a/b"}
+    client.no_more()
