@@ -14,6 +14,7 @@ import thingcore
 from thingcore.auth.cli import passwd_app
 from thingcore.config import ConfigError, load_settings
 from thingcore.registry.cli import things_app
+from thingcore.rules.cli import rules_app
 from thingcore.shadow.cli import shadow_app
 from thingcore.simulate import simulate_app
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(passwd_app, name="passwd", help="Manage the password file (username:argon2 hash lines).")
 app.add_typer(things_app, name="things", help="Manage things in a running server's registry (over HTTP).")
+app.add_typer(rules_app, name="rules", help="Manage and test topic rules of a running server (over HTTP).")
 app.add_typer(shadow_app, name="shadow", help="Get, update, delete and list device shadows (over HTTP).")
 app.add_typer(simulate_app, name="simulate", help="Run N simulated thermostats (telemetry + shadows) against a broker.")
 err = Console(stderr=True)
