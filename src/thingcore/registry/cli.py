@@ -7,14 +7,12 @@ arguments).
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import httpx
 import typer
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+from thingcore.apiclient import DEFAULT_ENDPOINT, Endpoint, call, fail, print_json
 
 things_app = typer.Typer(
     name="things",
@@ -24,16 +22,9 @@ things_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-Endpoint = Annotated[str, typer.Option("--endpoint", "-e", envvar="THINGCORE_ENDPOINT",
-                                       help=f"The server's HTTP address [default: {DEFAULT_ENDPOINT}].")]
 Attr = Annotated[list[str] | None, typer.Option("--attr", "-a", help="Attribute as name=value (repeatable).")]
 ExpectedVersion = Annotated[int | None, typer.Option(
     "--expected-version", help="Refuse (VersionConflictException) unless the thing is at this version.")]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _attributes(pairs: list[str] | None) -> dict[str, str]:
@@ -48,26 +39,12 @@ def _attributes(pairs: list[str] | None) -> dict[str, str]:
 
 def _call(endpoint: str, method: str, path: str, *, params: dict[str, Any] | None = None,
           body: dict[str, Any] | None = None) -> dict[str, Any]:
-    url = endpoint.rstrip("/") + path
-    query = {k: v for k, v in (params or {}).items() if v is not None}
-    try:
-        resp = httpx.request(method, url, params=query, json=body, timeout=30)
-    except httpx.InvalidURL as exc:
-        raise _fail(f"invalid endpoint {endpoint!r}: {exc}", 2) from None
-    except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach thingcore at {endpoint}: {exc}") from None
-    try:
-        data = resp.json() if resp.content else {}
-    except ValueError:
-        data = {"message": resp.text.strip()[:200]}
-    if resp.status_code >= 400:
-        kind = resp.headers.get("x-amzn-ErrorType", f"HTTP {resp.status_code}").split(":")[0]
-        raise _fail(f"{kind}: {data.get('message', '') if isinstance(data, dict) else data}")
+    data = call(endpoint, method, path, params=params, json_body=body)
     return data if isinstance(data, dict) else {"result": data}
 
 
-def _print(data: dict[str, Any]) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=False))
+_print = print_json
+_fail = fail
 
 
 def _thing(name: str) -> str:

@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import httpx
 import typer
 
+from thingcore.apiclient import DEFAULT_ENDPOINT, APIError, Endpoint, fail, print_json, request
 from thingcore.rules.store import RuleFileError, read_rule_file
-
-DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 
 rules_app = typer.Typer(
     name="rules",
@@ -27,47 +25,27 @@ rules_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-Endpoint = Annotated[str, typer.Option("--endpoint", "-e", envvar="THINGCORE_ENDPOINT",
-                                       help=f"The server's HTTP address [default: {DEFAULT_ENDPOINT}].")]
 Token = Annotated[str | None, typer.Option("--token", envvar="THINGCORE_ADMIN_TOKEN",
                                            help="The [admin] token, when the server has one (for `test`).")]
 Name = Annotated[str, typer.Argument(help="Rule name (letters, digits and _).")]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _call(endpoint: str, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
           token: str | None = None, missing_ok: bool = False) -> dict[str, Any] | None:
-    url = endpoint.rstrip("/") + path
-    query = {k: v for k, v in (params or {}).items() if v is not None}
-    headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        resp = httpx.request(method, url, params=query, json=body, headers=headers, timeout=30)
-    except httpx.InvalidURL as exc:
-        raise _fail(f"invalid endpoint {endpoint!r}: {exc}", 2) from None
-    except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach thingcore at {endpoint}: {exc}") from None
-    try:
-        data = resp.json() if resp.content else {}
-    except ValueError:
-        data = {"message": resp.text.strip()[:200]}
-    if resp.status_code >= 400:
-        kind = resp.headers.get("x-amzn-ErrorType", f"HTTP {resp.status_code}").split(":")[0]
-        message = data.get("message", "") if isinstance(data, dict) else str(data)
-        if kind == "UnauthorizedException" and message.startswith("Access to topic rule"):
+        data = request(endpoint, method, path, params=params, json_body=body, token=token)
+    except APIError as exc:
+        if exc.kind == "UnauthorizedException" and exc.message.startswith("Access to topic rule"):
             # AWS's answer for a rule that does not exist
             if missing_ok:
                 return None
-            raise _fail(f"no such rule ({kind}: {message})")
-        raise _fail(f"{kind}: {message}")
+            raise fail(f"no such rule ({exc})") from None
+        raise fail(str(exc)) from None
     return data if isinstance(data, dict) else {"result": data}
 
 
-def _print(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=False))
+_print = print_json
+_fail = fail
 
 
 def _rule(name: str) -> str:

@@ -12,10 +12,9 @@ import sys
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import httpx
 import typer
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+from thingcore.apiclient import DEFAULT_ENDPOINT, Endpoint, call, fail, print_json
 
 shadow_app = typer.Typer(
     name="shadow",
@@ -25,39 +24,17 @@ shadow_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-Endpoint = Annotated[str, typer.Option("--endpoint", "-e", envvar="THINGCORE_ENDPOINT",
-                                       help=f"The server's HTTP address [default: {DEFAULT_ENDPOINT}].")]
 Thing = Annotated[str, typer.Argument(help="Thing name: 1-128 of a-z A-Z 0-9 : _ -")]
 Name = Annotated[str | None, typer.Option("--name", "-n", help="Named shadow (default: the classic shadow).")]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _call(endpoint: str, method: str, path: str, *, params: dict[str, Any] | None = None,
           content: bytes | None = None) -> Any:
-    url = endpoint.rstrip("/") + path
-    query = {k: v for k, v in (params or {}).items() if v is not None}
-    try:
-        resp = httpx.request(method, url, params=query, content=content, timeout=30)
-    except httpx.InvalidURL as exc:
-        raise _fail(f"invalid endpoint {endpoint!r}: {exc}", 2) from None
-    except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach thingcore at {endpoint}: {exc}") from None
-    try:
-        data = resp.json() if resp.content else {}
-    except ValueError:
-        data = {"message": resp.text.strip()[:200]}
-    if resp.status_code >= 400:
-        kind = resp.headers.get("x-amzn-ErrorType", f"HTTP {resp.status_code}").split(":")[0]
-        raise _fail(f"{kind}: {data.get('message', '') if isinstance(data, dict) else data}")
-    return data
+    return call(endpoint, method, path, params=params, content=content)
 
 
-def _print(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2))
+_print = print_json
+_fail = fail
 
 
 def _shadow_path(thing: str) -> str:
