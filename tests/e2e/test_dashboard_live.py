@@ -1,0 +1,83 @@
+"""The live view in a real browser: what a device publishes shows up on the page."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from tests.e2e.browser import screenshot
+from tests.e2e.conftest import open_dashboard
+from tests.server import ThingcoreProcess
+
+
+def publish(tc: ThingcoreProcess, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+    """Publish with paho-mqtt as a device would, and wait for the broker's acknowledgement."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"device-{uuid.uuid4().hex[:8]}")
+    client.connect(tc.host, tc.mqtt_port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_page_and_assets_are_served(thingcore: ThingcoreProcess) -> None:
+    status, body = thingcore.http_get("/")
+    assert status == 200 and b"<title>thingcore</title>" in body
+    status, body = thingcore.http_get("/ui/vendor/mqtt.esm.js")
+    assert status == 200 and len(body) > 100_000
+    assert thingcore.http_get("/ui/../server.py")[0] == 404
+    assert thingcore.http_get("/ui/nothing.js")[0] == 404
+    assert thingcore.http_get("/healthz")[0] == 200
+    assert thingcore.http_get("/openapi.json")[0] == 200
+
+
+def test_message_from_device_appears_pretty_printed(thingcore: ThingcoreProcess, page: Any) -> None:
+    topic = f"sensors/{uuid.uuid4().hex[:8]}/temp"
+    open_dashboard(page, thingcore)
+    publish(thingcore, topic, json.dumps({"temperature": 21.5, "unit": "C"}).encode())
+    item = page.locator(f"#live-list li[data-topic='{topic}']").first
+    item.wait_for()
+    text = item.inner_text()
+    assert '"temperature": 21.5' in text and "json" in text
+    page.locator("#live-rates td", has_text=topic).wait_for()
+    screenshot(page, "dashboard-live")
+
+
+def test_binary_payload_shown_as_hex_and_base64(thingcore: ThingcoreProcess, page: Any) -> None:
+    topic = f"bin/{uuid.uuid4().hex[:8]}"
+    open_dashboard(page, thingcore)
+    publish(thingcore, topic, bytes([0, 1, 0xFE, 0xFF]))
+    item = page.locator(f"#live-list li[data-topic='{topic}']").first
+    item.wait_for()
+    assert "00 01 fe ff" in item.inner_text()
+    assert "base64 AAH+/w==" in item.inner_text()
+
+
+def test_publish_form_reaches_a_device(thingcore: ThingcoreProcess, page: Any) -> None:
+    topic = f"cmd/{uuid.uuid4().hex[:8]}"
+    got: queue.Queue[bytes] = queue.Queue()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}")
+    subscribed = threading.Event()
+    client.on_message = lambda _c, _u, m: got.put(m.payload)
+    client.on_subscribe = lambda *_a: subscribed.set()
+    client.connect(thingcore.host, thingcore.mqtt_port)
+    client.loop_start()
+    try:
+        client.subscribe(topic, qos=1)
+        assert subscribed.wait(5)
+        open_dashboard(page, thingcore)
+        page.fill("#pub [name=topic]", topic)
+        page.fill("#pub [name=payload]", '{"on": true}')
+        page.click("#pub button[type=submit]")
+        page.locator("#pub-result.ok").wait_for()
+        assert got.get(timeout=5) == b'{"on": true}'
+    finally:
+        client.disconnect()
+        client.loop_stop()
