@@ -12,19 +12,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from tests.e2e.browser import screenshot
 from tests.e2e.conftest import open_dashboard
+from tests.e2e.devices import publish
 from tests.server import ThingcoreProcess
-
-
-def publish(tc: ThingcoreProcess, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-    """Publish with paho-mqtt as a device would, and wait for the broker's acknowledgement."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"device-{uuid.uuid4().hex[:8]}")
-    client.connect(tc.host, tc.mqtt_port)
-    client.loop_start()
-    try:
-        client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def test_page_and_assets_are_served(thingcore: ThingcoreProcess) -> None:

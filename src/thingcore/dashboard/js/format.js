@@ -30,6 +30,11 @@ export function formatTime(ms) {
   return d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
 }
 
+/** Shadow timestamps are whole epoch seconds: shown without milliseconds. */
+export function formatSeconds(s) {
+  return new Date(s * 1000).toLocaleTimeString([], { hour12: false });
+}
+
 export function formatBytes(n) {
   return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1048576).toFixed(1)} MB`;
 }
