@@ -121,6 +121,39 @@ class RulesSettings(_Section):
     function_workers: int = Field(4, ge=1, description="Threads running lambda handlers (the concurrency limit)")
 
 
+class TableKeys(_Section):
+    hash: str = Field(..., min_length=1, description="Hash (partition) key attribute of the table")
+    range: str | None = Field(None, description="Range (sort) key attribute, if the table has one")
+
+
+class TableDestinations(_Section):
+    dsn: str | None = Field(None, description="PostgreSQL DSN for dynamoDB/dynamoDBv2 tables (default: embedded)")
+    keys: dict[str, TableKeys] = Field(
+        default_factory=dict, description="Key attributes per table name, for dynamoDBv2 (dynamoDB names its own)"
+    )
+
+
+class StreamDestination(_Section):
+    redis: str | None = Field(None, description="Redis URL: records are XADDed to a stream of that name")
+    nats: str | None = Field(None, description="NATS URL: records are published to a JetStream stream")
+    key: str | None = Field(None, description="Redis key or NATS subject (default: the stream name)")
+
+
+class QueueDestination(_Section):
+    redis: str | None = Field(None, description="Redis URL: messages are RPUSHed to a list of that name")
+    key: str | None = Field(None, description="Redis list key (default: the queue name)")
+
+
+class DestinationSettings(_Section):
+    tables: TableDestinations = Field(default_factory=TableDestinations)
+    streams: dict[str, StreamDestination] = Field(
+        default_factory=dict, description="kinesis/firehose stream name -> Redis or NATS (default: embedded file)"
+    )
+    queues: dict[str, QueueDestination] = Field(
+        default_factory=dict, description="SQS queue name -> Redis list (default: embedded queue)"
+    )
+
+
 class AccessKey(_Section):
     access_key_id: str = Field(..., min_length=1, description="The AWS access key id clients sign with")
     secret_access_key: str = Field(..., min_length=1, description="Its secret (redacted in the admin API)")
@@ -179,6 +212,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="Lambda-style handlers by name: `module:function` or `path/file.py:function`"
     )
     secrets: dict[str, str] = Field(default_factory=dict, description="Secrets served to the SQL get_secret()")
+    destinations: DestinationSettings = Field(
+        default_factory=DestinationSettings, description="Where dynamoDB, kinesis, firehose and sqs actions write"
+    )
 
     @classmethod
     def settings_customise_sources(

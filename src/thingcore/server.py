@@ -17,6 +17,7 @@ from thingcore.broker.lifecycle import LifecycleEvents
 from thingcore.broker.listeners import Listener, start_mqtt_listener
 from thingcore.broker.tls import server_ssl_context
 from thingcore.config import ConfigError, Settings
+from thingcore.destinations.data import DataDestinations
 from thingcore.http.websocket import accept_signed_websockets
 from thingcore.registry import Registry
 from thingcore.rules.engine import RulesEngine
@@ -62,6 +63,8 @@ class Server:
         self.rules = RulesEngine(settings, self.broker, self.storage)
         self.metric_collectors: list[Any] = [self.rules.collector]  # read by /metrics at scrape time
         self.shadows = ShadowService(self.broker, self.storage)
+        self.data = DataDestinations(settings, self.storage, self.broker)  # tables, streams, queues of actions
+        self.rules.services.tables = self.data.tables
 
     def listener_info(self) -> list[dict[str, Any]]:
         info = [{"name": lst.name, "host": lst.host, "port": lst.port} for lst in self.listeners]
@@ -134,6 +137,7 @@ class Server:
             if self._http_task is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._http_task, 5)
+        await self.data.close()
         await self.storage.close()
         log.info("stopped")
 

@@ -24,6 +24,7 @@ _ROUTERS: list[str] = [
     "thingcore.http.controlplane",
     "thingcore.http.admin",
     "thingcore.http.rules_api",
+    "thingcore.http.data_api",
     "thingcore.http.shadow_api",
     "thingcore.http.dashboard",
 ]

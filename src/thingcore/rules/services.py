@@ -4,7 +4,7 @@
 - ``aws_lambda(functionArn, event)`` calls a function of ``[functions]`` (2 s limit, as on AWS);
 - ``get_secret(secretId, 'SecretString'|'SecretBinary', [key], roleArn)`` reads ``[secrets]``;
 - ``get_registry_data('DescribeThing'|'ListThingGroupsForThing', thing, roleArn)`` reads the registry;
-- ``get_dynamodb(...)`` has no local table yet: a clear error.
+- ``get_dynamodb(table, ...)`` reads the tables dynamoDB actions write (embedded or PostgreSQL).
 
 Statements using these are evaluated in worker threads, so the blocking calls here never run on the
 event loop; the few that could (a substitution template rendered by an action) are answered
@@ -44,6 +44,7 @@ class Services:
         self.account_id = account_id  #: what accountid() returns
         self.shadows: Any = None  #: the shadow service, when the server has one (set at start)
         self.registry: Any = None  #: the thing registry, when the server has one (set at start)
+        self.tables: Any = None  #: dynamoDB actions' tables, read by get_dynamodb() (set by the server)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
@@ -117,8 +118,26 @@ class Services:
 
     # -- get_dynamodb -------------------------------------------------------------------------------
 
-    def get_dynamodb(self, *args: Any, **kwargs: Any) -> dict | None:
-        raise _runtime_error("get_dynamodb(): thingcore has no local DynamoDB tables yet")
+    def get_dynamodb(self, table: str, hash_key_name: str, hash_key_value: Any, range_key_name: str | None = None,
+                     range_key_value: Any = None, role_arn: str | None = None) -> dict | None:
+        """The item of a dynamoDB/dynamoDBv2 action's table (thingcore.destinations.tables), or None."""
+        tables = self.tables
+        if tables is None:
+            raise _runtime_error("get_dynamodb(): this server has no tables")
+        if self._on_loop() or self.loop is None:
+            raise _runtime_error("get_dynamodb() cannot be used in a substitution template")
+        from thingcore.destinations.tables import TableError, key_text
+
+        key = (key_text(hash_key_value), key_text(range_key_value) if range_key_name else "")
+        try:
+            item = asyncio.run_coroutine_threadsafe(tables.get(table, key), self.loop).result(AWS_LAMBDA_TIMEOUT)
+        except TableError as exc:
+            raise _runtime_error(f"get_dynamodb(): {exc}") from None
+        if item is None or key_text(item.get(hash_key_name)) != key[0]:
+            return None
+        if range_key_name and key_text(item.get(range_key_name)) != key[1]:
+            return None
+        return item
 
 
 async def _await(awaitable: Any) -> Any:
