@@ -14,6 +14,7 @@ import thingcore
 from thingcore.auth.cli import passwd_app
 from thingcore.config import ConfigError, load_settings
 from thingcore.destinations.data_cli import queues_app, streams_app, tables_app
+from thingcore.destinations.outputs_cli import alarms_app, search
 from thingcore.registry.cli import things_app
 from thingcore.rules.cli import rules_app
 from thingcore.shadow.cli import shadow_app
@@ -31,6 +32,8 @@ app.add_typer(passwd_app, name="passwd", help="Manage the password file (usernam
 app.add_typer(things_app, name="things", help="Manage things in a running server's registry (over HTTP).")
 app.add_typer(rules_app, name="rules", help="Manage and test topic rules of a running server (over HTTP).")
 app.add_typer(shadow_app, name="shadow", help="Get, update, delete and list device shadows (over HTTP).")
+app.add_typer(alarms_app, name="alarms", help="List the alarms cloudwatchAlarm rule actions set (over HTTP).")
+app.command("search", help="Query the search index elasticsearch/openSearch actions write (over HTTP).")(search)
 app.add_typer(tables_app, name="tables", help="Read the tables dynamoDB rule actions write (over HTTP).")
 app.add_typer(streams_app, name="streams", help="Read the streams kinesis/firehose rule actions write (over HTTP).")
 app.add_typer(queues_app, name="queues", help="Receive from the queues sqs rule actions write (over HTTP).")

@@ -154,6 +154,34 @@ class DestinationSettings(_Section):
     )
 
 
+class ObjectStorageSettings(_Section):
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint for the s3 rule action (none: a directory per bucket in the data dir)"
+    )
+    region: str = Field("us-east-1", description="Region the S3 client signs for")
+    access_key_id: str | None = Field(None, description="Access key of the S3-compatible endpoint")
+    secret_access_key: str | None = Field(None, description="Its secret (redacted in the admin API)")
+
+
+class CloudwatchSettings(_Section):
+    max_metric_series: int = Field(1000, ge=1, description="cloudwatchMetric series kept on /metrics; beyond: refused")
+    logs_stdout: bool = Field(False, description="cloudwatchLogs also writes each line to standard output")
+
+
+class NotificationSettings(_Section):
+    topics: dict[str, list[str]] = Field(
+        default_factory=dict, description="sns rule action: topic ARN -> Apprise URLs (mailto://, json://, ...)"
+    )
+
+
+class SearchSettings(_Section):
+    endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="elasticsearch/openSearch rule actions: AWS domain endpoint -> URL of the real cluster; "
+        "unmapped *.amazonaws.com endpoints use the embedded SQLite full-text index",
+    )
+
+
 class AccessKey(_Section):
     access_key_id: str = Field(..., min_length=1, description="The AWS access key id clients sign with")
     secret_access_key: str = Field(..., min_length=1, description="Its secret (redacted in the admin API)")
@@ -212,6 +240,10 @@ class Settings(BaseSettings):
         default_factory=dict, description="Lambda-style handlers by name: `module:function` or `path/file.py:function`"
     )
     secrets: dict[str, str] = Field(default_factory=dict, description="Secrets served to the SQL get_secret()")
+    object_storage: ObjectStorageSettings = Field(default_factory=ObjectStorageSettings)
+    cloudwatch: CloudwatchSettings = Field(default_factory=CloudwatchSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
     destinations: DestinationSettings = Field(
         default_factory=DestinationSettings, description="Where dynamoDB, kinesis, firehose and sqs actions write"
     )
@@ -278,4 +310,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
     if data["admin"].get("token"):
         data["admin"]["token"] = "***"
     data["secrets"] = {name: "***" for name in data["secrets"]}
+    if data["object_storage"].get("secret_access_key"):
+        data["object_storage"]["secret_access_key"] = "***"
+    topics = data["notifications"]["topics"]
+    data["notifications"]["topics"] = {arn: ["***"] * len(urls) for arn, urls in topics.items()}
     return data

@@ -18,6 +18,7 @@ from thingcore.broker.listeners import Listener, start_mqtt_listener
 from thingcore.broker.tls import server_ssl_context
 from thingcore.config import ConfigError, Settings
 from thingcore.destinations.data import DataDestinations
+from thingcore.destinations.local import destinations_of
 from thingcore.http.websocket import accept_signed_websockets
 from thingcore.registry import Registry
 from thingcore.rules.engine import RulesEngine
@@ -63,6 +64,8 @@ class Server:
         self.rules = RulesEngine(settings, self.broker, self.storage)
         self.metric_collectors: list[Any] = [self.rules.collector]  # read by /metrics at scrape time
         self.shadows = ShadowService(self.broker, self.storage)
+        self.outputs = destinations_of(self.broker, settings)  # objects, metrics, alarms, logs, sns, search
+        self.metric_collectors.append(self.outputs.metrics)
         self.data = DataDestinations(settings, self.storage, self.broker)  # tables, streams, queues of actions
         self.rules.services.tables = self.data.tables
 
@@ -138,6 +141,7 @@ class Server:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._http_task, 5)
         await self.data.close()
+        await asyncio.to_thread(self.outputs.close)
         await self.storage.close()
         log.info("stopped")
 

@@ -26,6 +26,7 @@ _ROUTERS: list[str] = [
     "thingcore.http.rules_api",
     "thingcore.http.data_api",
     "thingcore.http.shadow_api",
+    "thingcore.http.outputs_api",
     "thingcore.http.dashboard",
 ]
 

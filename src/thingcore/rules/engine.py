@@ -31,6 +31,7 @@ from thingcore.broker.message import Message
 from thingcore.mqtt.topics import topic_matches
 from thingcore.rules.actions import ACTIONS, Action, ActionConfigError, ActionEnv, ActionRunner, Firing
 from thingcore.rules.actions.base import RetryPolicy
+from thingcore.rules.actions.unserved import unserved_message
 from thingcore.rules.functions import FunctionRunner
 from thingcore.rules.metrics import ActionMetrics, EngineMetrics, RuleMetrics, RulesCollector
 from thingcore.rules.model import (
@@ -333,6 +334,8 @@ class RulesEngine:
     def build_action(self, action: Any, where: str, version: str, *, error_action: bool = False) -> Action:
         kind, params = action_kind(action, where)
         cls = ACTIONS.get(kind)
+        if cls is None and unserved_message(kind):
+            raise invalid(f"{where}: {unserved_message(kind)}")
         if cls is None:
             raise invalid(f"{where}: the {kind} action is not supported by thingcore yet "
                           f"(supported: {', '.join(sorted(ACTIONS))})")

@@ -9,11 +9,13 @@ from thingcore.rules.actions.base import Action, ActionConfigError, ActionEnv, A
 from thingcore.rules.actions.dynamodb import DynamoDBAction, DynamoDBv2Action
 from thingcore.rules.actions.http import HttpAction
 from thingcore.rules.actions.lambda_ import LambdaAction
+from thingcore.rules.actions.outputs import OUTPUT_ACTIONS
 from thingcore.rules.actions.republish import RepublishAction
 from thingcore.rules.actions.sqs import SqsAction
 from thingcore.rules.actions.streams import FirehoseAction, KinesisAction
 
 ACTIONS: dict[str, type[Action]] = {cls.kind: cls for cls in (RepublishAction, HttpAction, LambdaAction)}
 ACTIONS.update({cls.kind: cls for cls in (DynamoDBAction, DynamoDBv2Action, KinesisAction, FirehoseAction, SqsAction)})
+ACTIONS.update(OUTPUT_ACTIONS)
 
 __all__ = ["ACTIONS", "Action", "ActionConfigError", "ActionEnv", "ActionError", "ActionRunner", "Firing"]
