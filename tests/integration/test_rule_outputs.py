@@ -329,3 +329,33 @@ def test_actions_thingcore_cannot_serve_are_refused_by_name(server: ThingcorePro
     resp = create_raw(server, {kind: {"roleArn": ROLE}})  # boto3 would first insist on each action's parameters
     assert resp.status_code == 400 and resp.headers["x-amzn-ErrorType"].startswith("InvalidRequestException")
     assert f"the {kind} action is not supported by thingcore" in resp.json()["message"]
+
+
+def test_alarms_and_indexed_documents_survive_kill_9(tmp_path: Path) -> None:
+    with ThingcoreProcess(tmp_path, {"rules": {"retry_delay": 0.05}}) as tc:
+        iot = iot_client(tc)
+        make_rule(iot, "SELECT * FROM 'k/+'",
+                  {"cloudwatchAlarm": {"alarmName": "door-${topic(2)}", "stateValue": "${state}",
+                                       "stateReason": "door ${state}"}},
+                  {"elasticsearch": {"endpoint": "https://search-x.us-east-1.es.amazonaws.com", "index": "doors",
+                                     "type": "t", "id": "${topic(2)}"}})
+        with PahoClient(tc.mqtt_port, uid("k")) as c:
+            c.connect()
+            c.subscribe("thingcore/alarms/#", qos=1)
+            c.publish("k/front", json.dumps({"state": "ALARM"}), qos=1)
+            assert json.loads(c.expect().payload)["stateValue"] == "ALARM"
+        api = f"http://127.0.0.1:{tc.http_port}/api/v1"
+        wait_for(lambda: httpx.get(f"{api}/search", params={"index": "doors", "q": "ALARM"}).json()["total"],
+                 what="the indexed document")
+        tc.kill()
+        tc.start()
+        api = f"http://127.0.0.1:{tc.http_port}/api/v1"
+        assert httpx.get(f"{api}/alarms/door-front").json()["stateReason"] == "door ALARM"
+        assert [h["id"] for h in httpx.get(f"{api}/search", params={"index": "doors", "q": "alarm"}).json()["hits"]] \
+            == ["front"]
+        with PahoClient(tc.mqtt_port, uid("k")) as c:  # after the restart, the stored state is the previous one
+            c.connect()
+            c.subscribe("thingcore/alarms/#", qos=1)
+            c.publish("k/front", json.dumps({"state": "OK"}), qos=1)
+            changed = json.loads(c.expect().payload)
+            assert (changed["stateValue"], changed["previousStateValue"]) == ("OK", "ALARM")

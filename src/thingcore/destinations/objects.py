@@ -63,7 +63,7 @@ class DirectoryBuckets:
                 raise
         except IsADirectoryError:
             raise ObjectError(f"{bucket}/{key}: a key is both an object and a prefix", retryable=False) from None
-        except NotADirectoryError:
+        except (NotADirectoryError, FileExistsError):
             raise ObjectError(f"{bucket}/{key}: a prefix of the key is an object", retryable=False) from None
         except OSError as exc:
             raise ObjectError(f"{bucket}/{key}: {exc.strerror or exc}", retryable=True) from None
