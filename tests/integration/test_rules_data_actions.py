@@ -302,3 +302,32 @@ def test_a_dead_destination_is_retried_then_reaches_the_error_action(tmp_path: A
         assert failure["failedAction"] == "KinesisAction"
         assert failure["failedResource"] == "down"
         assert "unreachable" in failure["errorMessage"] and "after 3 tries" in failure["errorMessage"]
+
+
+def test_a_destination_down_for_a_while_gets_every_message_when_back(tmp_path: Any, redis_server: Redis) -> None:
+    import redis
+
+    config = {"rules": {"retry_delay": 0.2, "max_attempts": 20},
+              "destinations": {"streams": {"flaky": {"redis": redis_server.url}}}}
+    with ThingcoreProcess(tmp_path / "flaky", config) as tc:
+        name = rule_name("flaky")
+        iot_client(tc).create_topic_rule(ruleName=name, topicRulePayload={
+            "sql": f"SELECT * FROM 'flaky/{name}'",
+            "actions": [{"kinesis": {"streamName": "flaky", "partitionKey": "k", "roleArn": ROLE}}]})
+        redis_server.stop()
+        try:
+            publish(tc, *[(f"flaky/{name}", {"n": i}) for i in range(5)])
+
+            def retried() -> bool:
+                m = api(tc, "GET", f"/rules/{name}/metrics")["actions"][0]
+                return m["retried"] >= 5
+
+            wait_for(retried, what="the deliveries to be retried while Redis is down")
+        finally:
+            redis_server.start()
+        r = redis.Redis.from_url(redis_server.url)
+        entries = wait_for(lambda: (e := r.xrange("flaky")) and len(e) >= 5 and e, timeout=30,
+                           what="5 entries after Redis came back")
+        assert sorted({json.loads(f[b"data"])["n"] for _, f in entries}) == [0, 1, 2, 3, 4]
+        m = api(tc, "GET", f"/rules/{name}/metrics")["actions"][0]
+        assert m["succeeded"] == 5 and m["failed"] == 0

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from thingcore.destinations.batching import Batcher
+
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$")
 _META_NS = "queues"
 
@@ -79,16 +81,21 @@ class RedisQueue:
         self.url = url
         self.key = key
         self.client = aioredis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+        self.batcher: Batcher[str] = Batcher(self._rpush)
 
     async def send(self, body: str) -> None:
+        await self.batcher.submit(body)
+
+    async def _rpush(self, bodies: list[str]) -> list[None]:
         import redis.exceptions
 
         try:
-            await self.client.rpush(self.key, body)
+            await self.client.rpush(self.key, *bodies)  # one command: the batch stays in order
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
             raise QueueError(f"Redis {self.url} unreachable: {exc}", retryable=True) from None
         except redis.exceptions.RedisError as exc:
             raise QueueError(f"Redis RPUSH {self.key}: {exc}") from None
+        return [None] * len(bodies)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from thingcore.destinations.batching import Batcher
+
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
@@ -52,6 +54,7 @@ class FileStream:
         self._waiters: list[asyncio.Future] = []
         self._writing = False
         self._task: asyncio.Task | None = None
+        self._open_lock = asyncio.Lock()
 
     def _last_seq(self) -> int:
         if self.path is None or not self.path.exists():
@@ -74,7 +77,9 @@ class FileStream:
     async def append(self, records: list[Record]) -> list[int]:
         loop = asyncio.get_running_loop()
         if self.next_seq is None:
-            self.next_seq = await loop.run_in_executor(self.executor, self._last_seq) + 1
+            async with self._open_lock:  # concurrent first appends: read the file's last seq once
+                if self.next_seq is None:
+                    self.next_seq = await loop.run_in_executor(self.executor, self._last_seq) + 1
         seqs = []
         now = int(time.time() * 1000)
         for pk, data in records:
@@ -151,8 +156,12 @@ class RedisStream:
         self.url = url
         self.key = key
         self.client = aioredis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+        self.batcher: Batcher[Record] = Batcher(self._xadd)
 
     async def append(self, records: list[Record]) -> list[str]:
+        return list(await asyncio.gather(*(self.batcher.submit(r) for r in records)))
+
+    async def _xadd(self, records: list[Record]) -> list[str]:
         import redis.exceptions
 
         try:
@@ -178,6 +187,7 @@ class NatsStream:
         self._nc: Any = None
         self._js: Any = None
         self._lock = asyncio.Lock()
+        self.batcher: Batcher[Record] = Batcher(self._publish, max_batch=256)
 
     async def _connect(self) -> Any:
         import nats
@@ -197,12 +207,16 @@ class NatsStream:
             return js
 
     async def append(self, records: list[Record]) -> list[int]:
+        return list(await asyncio.gather(*(self.batcher.submit(r) for r in records)))
+
+    async def _publish(self, records: list[Record]) -> list[int]:
+        """Concurrent JetStream publishes (each waits for its ack): one round trip's wait for the batch."""
         from nats.errors import Error as NatsError
 
         try:
             js = await self._connect()
-            acks = [await js.publish(self.subject, data, headers={"Partition-Key": pk} if pk else None)
-                    for pk, data in records]
+            acks = await asyncio.gather(*(js.publish(self.subject, data, headers={"Partition-Key": pk} if pk else None)
+                                          for pk, data in records))
         except (TimeoutError, NatsError, OSError) as exc:
             await self._drop()
             raise StreamError(f"NATS {self.url} unreachable: {type(exc).__name__} {exc}", retryable=True) from None

@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from thingcore.destinations.batching import Batcher
+
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _META_NS = "tables"
 _PG_META = "thingcore_tables"
@@ -141,6 +143,8 @@ class PostgresTables(Tables):
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
         self._created: set[str] = set()
+        self._batchers: dict[str, Batcher] = {}
+        self._create_lock = asyncio.Lock()
 
     async def _get_pool(self) -> Any:
         if self._pool is None:
@@ -174,9 +178,17 @@ class PostgresTables(Tables):
     async def _ensure(self, table: str) -> None:
         if table in self._created:
             return
-        await self._run("execute", f"CREATE TABLE IF NOT EXISTS {_ident(table)} (hash_key text NOT NULL, "
-                        "range_key text NOT NULL DEFAULT '', item jsonb NOT NULL, PRIMARY KEY (hash_key, range_key))")
-        self._created.add(table)
+        async with self._create_lock:  # concurrent CREATE TABLE IF NOT EXISTS can still collide in pg_type
+            if table in self._created:
+                return
+            try:
+                await self._run("execute", f"CREATE TABLE IF NOT EXISTS {_ident(table)} (hash_key text NOT NULL, "
+                                "range_key text NOT NULL DEFAULT '', item jsonb NOT NULL, "
+                                "PRIMARY KEY (hash_key, range_key))")
+            except TableError as exc:
+                if "already exists" not in str(exc) and "duplicate key" not in str(exc):
+                    raise  # another server created it at the same moment: that is fine
+            self._created.add(table)
 
     async def register(self, table: str, hash_key: str, range_key: str | None) -> None:
         await self._ensure(table)
@@ -189,8 +201,17 @@ class PostgresTables(Tables):
 
     async def put(self, table: str, key: tuple[str, str], item: dict[str, Any]) -> None:
         await self._ensure(table)
-        await self._run("execute", f"INSERT INTO {_ident(table)} VALUES ($1, $2, $3::jsonb) ON CONFLICT "
-                        "(hash_key, range_key) DO UPDATE SET item = EXCLUDED.item", *key, orjson.dumps(item).decode())
+        batcher = self._batchers.get(table)
+        if batcher is None:
+            batcher = self._batchers[table] = Batcher(lambda rows: self._put_many(table, rows))
+        await batcher.submit((key[0], key[1], orjson.dumps(item).decode()))
+
+    async def _put_many(self, table: str, rows: list[tuple[str, str, str]]) -> list[None]:
+        """One statement per batch (executemany: one transaction); the last write of a key wins, as in order."""
+        latest = {(h, r): (h, r, item) for h, r, item in rows}
+        await self._run("executemany", f"INSERT INTO {_ident(table)} VALUES ($1, $2, $3::jsonb) ON CONFLICT "
+                        "(hash_key, range_key) DO UPDATE SET item = EXCLUDED.item", list(latest.values()))
+        return [None] * len(rows)
 
     async def update(self, table: str, key: tuple[str, str], attrs: dict[str, Any]) -> None:
         await self._ensure(table)

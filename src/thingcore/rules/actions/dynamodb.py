@@ -54,7 +54,7 @@ def _table(field: TemplateField, firing: Firing) -> str:
 
 
 class _TableAction(Action):
-    concurrency = 16  # writes wait for a group commit (embedded) or a pooled connection (PostgreSQL)
+    concurrency = 64  # deliveries waiting on one group commit or batch (embedded storage, PostgreSQL)
 
     def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:
         super().__init__(params, env)

@@ -27,7 +27,7 @@ from thingcore.rules.actions.base import (
 class SqsAction(Action):
     kind = "sqs"
     failed_action = "SqsAction"
-    concurrency = 16
+    concurrency = 64  # sends arriving while one batch is written go out in the next one
 
     def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:
         super().__init__(params, env)

@@ -31,7 +31,7 @@ _MAX_BATCH = 500  # PutRecordBatch's limit
 
 
 class _StreamAction(Action):
-    concurrency = 16  # embedded appends are batched while one is written
+    concurrency = 64  # appends arriving while one batch is written go out in the next one
     name_param = ""
 
     def _stream_field(self, params: dict[str, Any], key: str) -> TemplateField:
