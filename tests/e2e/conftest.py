@@ -11,7 +11,7 @@ from tests.server import ThingcoreProcess
 
 
 @pytest.fixture(scope="module")
-def browser_context(thingcore: ThingcoreProcess) -> Iterator[Any]:
+def browser_context() -> Iterator[Any]:
     require_chromium()
     with chromium_context() as context:
         context.set_default_timeout(10_000)
@@ -38,6 +38,7 @@ def open_dashboard(page: Any, tc: ThingcoreProcess, view: str = "live", query: s
     """Load the dashboard and wait until its MQTT connection is up and the broker granted these filters."""
     page.goto(f"http://{tc.host}:{tc.http_port}/{query}#{view}")
     page.wait_for_selector("#status[data-state='connected']")
+    page.wait_for_selector(f"#view-{view}[data-ready]")
     wait_subscribed(page, *subscribed)
     return page
 

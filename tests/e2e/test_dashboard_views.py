@@ -36,6 +36,7 @@ def test_sql_playground_runs_on_a_message_from_the_live_stream(thingcore: Thingc
     publish(thingcore, topic, json.dumps({"temp": 31, "unit": "C"}))
     page.locator(f"#live-list li[data-topic='{topic}']").wait_for()
     page.click("nav a[data-view=rules]")
+    page.wait_for_selector("#view-rules[data-ready]")
     page.click("#sql-sample")
     assert page.input_value("#sql [name=topic]") == topic
     page.fill("#sql [name=sql]", "SELECT temp, temp > 30 AS hot, topic(2) AS room FROM 'kitchen/+/temp'")

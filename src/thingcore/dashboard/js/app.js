@@ -33,6 +33,7 @@ async function show(view) {
     const mod = await import(`./${view}.js`);
     loaded.set(view, mod);
     mod.start($(`#view-${view}`));
+    $(`#view-${view}`).dataset.ready = "1"; // its controls are wired (tests wait for this)
   }
   loaded.get(view).shown?.();
 }
