@@ -70,3 +70,21 @@ def test_publish_form_reaches_a_device(thingcore: ThingcoreProcess, page: Any) -
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_theme_toggle_is_remembered_and_views_open_from_the_keyboard(thingcore: ThingcoreProcess, page: Any) -> None:
+    open_dashboard(page, thingcore)
+    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    page.focus("#theme")
+    page.keyboard.press("Enter")
+    toggled = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert toggled != background
+    page.reload()
+    page.wait_for_selector("#status[data-state='connected']")
+    assert page.evaluate("() => getComputedStyle(document.body).backgroundColor") == toggled
+    screenshot(page, "dashboard-live-theme")
+    page.focus("nav a[data-view=broker]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#view-broker[data-ready]")
+    assert page.locator("#view-live").is_hidden()
+    assert page.get_attribute("nav a[data-view=broker]", "aria-current") == "page"

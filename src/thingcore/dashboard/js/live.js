@@ -42,7 +42,7 @@ function draw() {
   for (let i = batch.length - 1; i >= 0; i--) fragment.append(item(batch[i]));
   list.prepend(fragment);
   while (list.childElementCount > MAX_SHOWN) list.lastElementChild.remove();
-  root.querySelector("#live-count").textContent = `${total} messages`;
+  root.querySelector("#live-count").textContent = `${total} message${total === 1 ? "" : "s"}`;
   const probe = window.thingcoreProbe; // set by benchmarks/dashboard_latency.py: time of the DOM update
   if (probe) { const now = performance.timeOrigin + performance.now(); for (const m of batch) probe(m, now); }
 }
