@@ -13,7 +13,7 @@ import functools
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -74,3 +74,44 @@ def destinations_of(broker: Any, settings: Any) -> LocalDestinations:
 def destinations(env: Any) -> LocalDestinations:
     """The destinations of the server an action runs in (``env`` is its ActionEnv)."""
     return destinations_of(env.broker, env.settings)
+
+
+
+class LoopBatcher(Generic[T]):
+    """Records collected on the event loop and written by one thread-pool call per batch: while a write runs,
+    the records of deliveries arriving meanwhile pile up and go together in the next one (one file append or
+    one SQLite commit for many records, and one thread hand-off instead of one per record). Each caller
+    returns once its record is written, or raises that batch's error."""
+
+    def __init__(self, hub: LocalDestinations, write_batch: Callable[[list[T]], None]) -> None:
+        self.hub = hub
+        self._write_batch = write_batch
+        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._draining = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, record: T) -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append((record, fut))
+        if not self._draining:
+            self._draining = True
+            self._task = loop.create_task(self._drain())
+        await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self.hub.run(self._write_batch, [r for r, _ in batch])
+                except Exception as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                else:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_result(None)
+        finally:
+            self._draining = False

@@ -1,18 +1,21 @@
 """CloudWatch Logs' counterpart: one JSON-lines file per log group under ``<data dir>/logs``.
 
 Each line is ``{"logGroupName", "timestamp" (ms), "message"}``. File names are the group names
-percent-encoded (``/aws/iot/x`` -> ``%2Faws%2Fiot%2Fx.jsonl``). Appends run in the destinations' thread pool,
-one group's lines under one lock so concurrent batches never interleave within a line.
+percent-encoded (``/aws/iot/x`` -> ``%2Faws%2Fiot%2Fx.jsonl``). Appends run in the destinations' thread pool;
+deliveries in flight together are appended in one write (:class:`LoopBatcher`), in no guaranteed order.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
-import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import orjson
+
+from thingcore.destinations.local import LoopBatcher
 
 
 def log_file(root: Path, group: str) -> Path:
@@ -20,22 +23,26 @@ def log_file(root: Path, group: str) -> Path:
 
 
 class LogGroups:
-    def __init__(self, root: Path, stdout: bool) -> None:
+    def __init__(self, hub: Any, root: Path, stdout: bool) -> None:
+        self.hub = hub
         self.root = root
         self.stdout = stdout
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._batchers: dict[str, LoopBatcher[bytes]] = {}
 
-    def append(self, group: str, events: list[tuple[int, str]]) -> None:
+    async def append(self, group: str, events: list[tuple[int, str]]) -> None:
         """Append ``(timestamp ms, message)`` events; raises OSError when the disk refuses."""
         data = b"".join(orjson.dumps({"logGroupName": group, "timestamp": ts, "message": msg}) + b"\n"
                         for ts, msg in events)
-        with self._guard:
-            lock = self._locks.setdefault(group, threading.Lock())
-        with lock:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with open(log_file(self.root, group), "ab") as f:
-                f.write(data)
+        batcher = self._batchers.get(group)
+        if batcher is None:
+            batcher = self._batchers[group] = LoopBatcher(self.hub, functools.partial(self._write, group))
+        await batcher.write(data)
+
+    def _write(self, group: str, chunks: list[bytes]) -> None:
+        data = b"".join(chunks)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(log_file(self.root, group), "ab") as f:
+            f.write(data)
         if self.stdout:
             sys.stdout.buffer.write(data)
             sys.stdout.flush()

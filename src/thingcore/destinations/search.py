@@ -17,6 +17,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 import orjson
 
+from thingcore.destinations.local import LoopBatcher
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
     rowid INTEGER PRIMARY KEY, idx TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL, source BLOB NOT NULL,
@@ -74,14 +76,27 @@ class EmbeddedIndex:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._batcher: LoopBatcher[tuple] | None = None
 
-    def put(self, index: str, doc_id: str, doc_type: str, source: bytes, doc: Any) -> None:
-        text = document_text(doc)
+    async def put(self, hub: Any, index: str, doc_id: str, doc_type: str, source: bytes, doc: Any) -> None:
+        """Index (or replace) one document; documents arriving together share one transaction."""
+        if self._batcher is None:
+            self._batcher = LoopBatcher(hub, self.write)
+        await self._batcher.write((index, doc_id, doc_type, source, document_text(doc), time.time()))
+
+    def write(self, rows: list[tuple]) -> None:
+        """Index (or replace) ``(index, id, type, source, text, time)`` rows in one transaction."""
         with self._lock:
-            self._db.execute(
-                "INSERT INTO docs (idx, id, type, source, text, updated) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (idx, id) DO UPDATE SET type=excluded.type, source=excluded.source, "
-                "text=excluded.text, updated=excluded.updated", (index, doc_id, doc_type, source, text, time.time()))
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO docs (idx, id, type, source, text, updated) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (idx, id) DO UPDATE SET type=excluded.type, source=excluded.source, "
+                    "text=excluded.text, updated=excluded.updated", rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def search(self, index: str, query: str, limit: int = 20) -> dict[str, Any]:
         with self._lock:

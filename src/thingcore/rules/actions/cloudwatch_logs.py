@@ -28,6 +28,7 @@ MAX_GROUP = 512
 class CloudwatchLogsAction(Action):
     kind = "cloudwatchLogs"
     failed_action = "CloudwatchLogsAction"
+    concurrency = 64  # deliveries in flight together are appended in one write
 
     def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:
         super().__init__(params, env)
@@ -40,7 +41,7 @@ class CloudwatchLogsAction(Action):
             raise ActionConfigError("cloudwatchLogs.batchMode must be true or false")
         self.batch = batch
         self.hub = destinations(env)
-        self.groups = self.hub.once("logs", lambda: LogGroups(self.hub.path("logs"),
+        self.groups = self.hub.once("logs", lambda: LogGroups(self.hub, self.hub.path("logs"),
                                                                env.settings.cloudwatch.logs_stdout))
 
     def resource(self, firing: Firing) -> str:
@@ -71,7 +72,7 @@ class CloudwatchLogsAction(Action):
             raise ActionError(f"log group name {group!r} must be 1-{MAX_GROUP} characters")
         events = self._events(firing)
         try:
-            await self.hub.run(self.groups.append, group, events)
+            await self.groups.append(group, events)
         except OSError as exc:
             raise ActionError(f"log group {group}: {exc.strerror or exc}", retryable=True) from None
 

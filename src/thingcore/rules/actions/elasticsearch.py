@@ -33,7 +33,7 @@ _REQUIRED = {"endpoint", "index", "type", "id"}
 class ElasticsearchAction(Action):
     kind = "elasticsearch"
     failed_action = "ElasticsearchAction"
-    concurrency = 4
+    concurrency = 64  # embedded: documents in flight together share one commit; HTTP: capped by http_concurrency
 
     def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:
         super().__init__(params, env)
@@ -47,6 +47,8 @@ class ElasticsearchAction(Action):
             raise ActionConfigError(f"{self.kind}.endpoint must be an http(s) URL")
         self.hub = destinations(env)
         self.timeout = env.settings.rules.http_timeout
+        if ep is None or not is_aws_endpoint(ep) or ep.rstrip("/") in env.settings.search.endpoints:
+            self.concurrency = env.settings.rules.http_concurrency
 
     def resource(self, firing: Firing) -> str:
         return f"{self.endpoint.render(firing)}/{self.index.render(firing)}/{self.id.render(firing)}"
@@ -76,7 +78,7 @@ class ElasticsearchAction(Action):
         body = firing.payload
         try:
             if url is None:
-                await self.hub.run(embedded_index(self.hub).put, index, doc_id, doc_type, body, doc)
+                await embedded_index(self.hub).put(self.hub, index, doc_id, doc_type, body, doc)
             else:
                 await put_http(self.env.http_client(), url, index, doc_id, body, self.timeout)
         except SearchError as exc:

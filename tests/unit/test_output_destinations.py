@@ -62,8 +62,8 @@ def test_objects_are_replaced_whole(tmp_path: Path) -> None:
 
 
 def test_log_groups_are_files_named_by_the_group(tmp_path: Path) -> None:
-    groups = LogGroups(tmp_path, stdout=False)
-    groups.append("/aws/iot/x", [(1, "a"), (2, "b")])
+    groups = LogGroups(None, tmp_path, stdout=False)
+    groups._write("/aws/iot/x", [b'{"timestamp":1,"message":"a"}\n', b'{"timestamp":2,"message":"b"}\n'])
     assert log_file(tmp_path, "/aws/iot/x").name == "%2Faws%2Fiot%2Fx.jsonl"
     assert [(e["timestamp"], e["message"]) for e in groups.read("/aws/iot/x")] == [(1, "a"), (2, "b")]
 
@@ -76,10 +76,10 @@ def test_notification_protocol_keys_and_redaction() -> None:
 
 def test_embedded_search_index(tmp_path: Path) -> None:
     index = EmbeddedIndex(tmp_path / "search.db")
-    index.put("i", "1", "t", b'{"note":"pump vibration","n":7}', {"note": "pump vibration", "n": 7})
-    index.put("i", "2", "t", b'{"note":"quiet"}', {"note": "quiet"})
-    index.put("other", "1", "t", b'{"note":"pump"}', {"note": "pump"})
-    index.put("i", "1", "t", b'{"note":"pump replaced"}', {"note": "pump replaced"})
+    index.write([("i", "1", "t", b'{"note":"pump vibration","n":7}', "pump vibration 7", 1.0),
+                 ("i", "2", "t", b'{"note":"quiet"}', "quiet", 1.0),
+                 ("other", "1", "t", b'{"note":"pump"}', "pump", 1.0)])
+    index.write([("i", "1", "t", b'{"note":"pump replaced"}', "pump replaced", 2.0)])
     assert [h["id"] for h in index.search("i", "pump")["hits"]] == ["1"]
     assert index.search("i", "vibration")["total"] == 0  # the replaced text is gone from the index
     assert index.search("i", "quiet OR replaced")["total"] == 2
