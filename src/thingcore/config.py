@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -314,4 +315,20 @@ def redacted(settings: Settings) -> dict[str, Any]:
         data["object_storage"]["secret_access_key"] = "***"
     topics = data["notifications"]["topics"]
     data["notifications"]["topics"] = {arn: ["***"] * len(urls) for arn, urls in topics.items()}
+    dest = data["destinations"]
+    if dest["tables"].get("dsn"):
+        dest["tables"]["dsn"] = _hide_password(dest["tables"]["dsn"])
+    for conf in [*dest["streams"].values(), *dest["queues"].values()]:
+        for engine in ("redis", "nats"):
+            if conf.get(engine):
+                conf[engine] = _hide_password(conf[engine])
     return data
+
+
+def _hide_password(url: str) -> str:
+    """``scheme://user:***@host/...``: a destination URL without its password."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{parts.netloc.rsplit('@', 1)[1]}"))
