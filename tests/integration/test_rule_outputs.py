@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 ROLE = "arn:aws:iam::123456789012:role/rules"
 MAIL_ARN = "arn:aws:sns:us-east-1:123456789012:mail"
 HOOK_ARN = "arn:aws:sns:us-east-1:123456789012:hook"
+FAILING_ARN = "arn:aws:sns:us-east-1:123456789012:failing"
 TOKEN = "T" * 40
 
 
@@ -63,7 +64,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox, web: Reco
         "cloudwatch": {"max_metric_series": 5},
         # keys quoted: the tests' TOML writer does not quote inline-table keys
         "notifications": {"topics": {f'"{MAIL_ARN}"': [mail], f'"{HOOK_ARN}"': [f"json://127.0.0.1:"
-                                                                                f"{web.url.rsplit(':', 1)[1]}/hook"]}},
+                                                                                f"{web.url.rsplit(':', 1)[1]}/hook"],
+                                    f'"{FAILING_ARN}"': [f"json://127.0.0.1:{web.url.rsplit(':', 1)[1]}/failing"]}},
     }
     with ThingcoreProcess(tmp_path_factory.mktemp("outputs"), config) as tc:
         yield tc
@@ -240,6 +242,19 @@ def test_sns_json_format_sends_each_protocol_its_message(iot, client: PahoClient
     client.publish(f"snsj/{name}", json.dumps({"who": name}), qos=1)
     mail = mailbox.wait(before + 1)[before]
     assert body_text(mail).strip() == f"mail for {name}"
+
+
+def test_sns_failing_webhook_is_retried_then_the_error_action(iot, client: PahoClient,
+                                                               web: RecordingServer) -> None:
+    name = rule_name()
+    web.scripts["/failing"] = [500, 500, 500]
+    make_rule(iot, f"SELECT * FROM 'snsf/{name}'", {"sns": {"targetArn": FAILING_ARN}}, error_topic=f"errors/{name}")
+    client.subscribe(f"errors/{name}", qos=1)
+    client.publish(f"snsf/{name}", b'{"x": 1}', qos=1)
+    failure = json.loads(client.expect().payload)["failures"][0]
+    assert (failure["failedAction"], failure["failedResource"]) == ("SnsAction", FAILING_ARN)
+    assert "1 of 1 notification URLs failed" in failure["errorMessage"] and "(after 3 tries)" in failure["errorMessage"]
+    assert len(web.wait_hits("/failing", 3)) == 3
 
 
 def test_sns_unconfigured_topic_is_refused(iot) -> None:
