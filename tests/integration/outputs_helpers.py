@@ -138,9 +138,9 @@ class IndexServer:
 
 
 @contextmanager
-def moto_s3() -> Iterator[str]:
-    """moto's server mode on a free loopback port: a real HTTP S3 API (PutObject, GetObject, ...)."""
-    port = free_port()
+def moto_s3(port: int | None = None) -> Iterator[str]:
+    """moto's server mode on a free (or the given) loopback port: a real HTTP S3 API (PutObject, GetObject, ...)."""
+    port = port or free_port()
     exe = shutil.which("moto_server")
     cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
     proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,

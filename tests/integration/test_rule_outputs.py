@@ -375,3 +375,27 @@ def test_alarms_and_indexed_documents_survive_kill_9(tmp_path: Path) -> None:
             c.publish("k/front", json.dumps({"state": "OK"}), qos=1)
             changed = json.loads(c.expect().payload)
             assert (changed["stateValue"], changed["previousStateValue"]) == ("OK", "ALARM")
+
+
+def test_s3_endpoint_down_for_a_while_then_back(tmp_path: Path) -> None:
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    config = {"object_storage": {"endpoint_url": endpoint}, "rules": {"retry_delay": 0.2, "max_attempts": 12}}
+    with ThingcoreProcess(tmp_path, config) as tc, PahoClient(tc.mqtt_port, uid("s3d")) as c:
+        c.connect()
+        rule = make_rule(iot_client(tc), "SELECT * FROM 'later/+'",
+                         {"s3": {"bucketName": "later", "key": "${topic(2)}.json"}})
+        for i in range(5):
+            c.publish(f"later/m{i}", json.dumps({"i": i}), qos=1)
+        api = f"http://127.0.0.1:{tc.http_port}/api/v1/rules/{rule}/metrics"
+        wait_for(lambda: httpx.get(api).json()["actions"][0]["retried"] >= 5, what="tries against the dead endpoint")
+        with moto_s3(port):
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="k",
+                              aws_secret_access_key="s")
+            s3.create_bucket(Bucket="later")
+            wait_for(lambda: s3.list_objects_v2(Bucket="later").get("KeyCount") == 5, timeout=60,
+                     what="the 5 objects after the endpoint came back")
+            assert sorted(json.loads(s3.get_object(Bucket="later", Key=f"m{i}.json")["Body"].read())["i"]
+                          for i in range(5)) == list(range(5))
+        metrics = httpx.get(api).json()["actions"][0]
+        assert (metrics["succeeded"], metrics["failed"]) == (5, 0)
