@@ -129,10 +129,9 @@ def test_refusals(iot) -> None:
         iot.create_topic_rule(ruleName=name, topicRulePayload=payload)
     with pytest.raises(iot.exceptions.InvalidRequestException, match="regular expression"):
         iot.create_topic_rule(ruleName="has-hyphen", topicRulePayload=payload)
-    with pytest.raises(iot.exceptions.InvalidRequestException, match="dynamoDBv2 action is not supported"):
+    with pytest.raises(iot.exceptions.InvalidRequestException, match="iotEvents action is not supported"):
         iot.create_topic_rule(ruleName=rule_name(), topicRulePayload={
-            **payload, "actions": [{"dynamoDBv2": {"roleArn": "arn:aws:iam::1:role/r",
-                                                   "putItem": {"tableName": "t"}}}]})
+            **payload, "actions": [{"iotEvents": {"roleArn": "arn:aws:iam::1:role/r", "inputName": "i"}}]})
     with pytest.raises(iot.exceptions.InvalidRequestException, match="at most 10 actions"):
         iot.create_topic_rule(ruleName=rule_name(), topicRulePayload={**payload, "actions": [republish("o")] * 11})
     with pytest.raises(iot.exceptions.InvalidRequestException, match="qos must be 0 or 1"):
