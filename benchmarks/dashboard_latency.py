@@ -8,6 +8,11 @@ with ``now = performance.timeOrigin + performance.now()`` — the same clock. La
 broker routing, the WebSocket, MQTT.js decoding, the wait for the next animation frame and the DOM
 insertion. The first second of each rate is a warm-up and not counted. Target: p99 < 50 ms at 100 msg/s.
 
+Also shown: "handler", the same latency taken when MQTT.js hands the message to the page (before any
+drawing), which separates the broker, the browser's network path and the machine's scheduling delays
+from the page's own work; and "shown": the Live view draws at most 60 new items per frame (the newest),
+so past that rate not every message gets its own list item (all are counted).
+
     python -m benchmarks.dashboard_latency [--rates 100 1000] [--seconds 10]
 """
 
