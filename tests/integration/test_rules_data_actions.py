@@ -178,6 +178,61 @@ def test_bad_parameters_are_refused_at_creation(embedded: ThingcoreProcess) -> N
         assert next(iter(action)) in str(err.value)  # the message names the action
 
 
+def test_streams_read_follow_prints_records_as_they_arrive(embedded: ThingcoreProcess) -> None:
+    name, stream = rule_name("follow"), uid("live")
+    iot_client(embedded).create_topic_rule(ruleName=name, topicRulePayload={
+        "sql": f"SELECT * FROM 'follow/{name}'",
+        "actions": [{"kinesis": {"streamName": stream, "partitionKey": "p", "roleArn": ROLE}}]})
+    proc = subprocess.Popen([sys.executable, "-m", "thingcore", "streams", "read", stream, "--follow", "--endpoint",
+                             f"http://127.0.0.1:{embedded.http_port}"], stdout=subprocess.PIPE, text=True)
+    try:
+        publish(embedded, (f"follow/{name}", {"n": 1}))
+        first = json.loads(proc.stdout.readline())
+        publish(embedded, (f"follow/{name}", {"n": 2}))
+        second = json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert (first["seq"], json.loads(first["text"])) == (1, {"n": 1})
+    assert (second["seq"], json.loads(second["text"])) == (2, {"n": 2})
+
+
+def test_cli_errors_are_one_line(embedded: ThingcoreProcess) -> None:
+    out = cli(embedded, "tables", "get", uid("Missing"), "nokey")
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: ResourceNotFoundException") and "Traceback" not in out.stderr
+    down = subprocess.run([sys.executable, "-m", "thingcore", "queues", "receive", "q", "--endpoint",
+                           f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1 and down.stderr.startswith("error: cannot reach thingcore")
+
+
+def test_embedded_data_survives_kill_9(thingcore_factory: Any) -> None:
+    tc = thingcore_factory({"rules": {"retry_delay": 0.05}})
+    name, table, stream, queue = rule_name("crash"), uid("Crash"), uid("crash"), uid("crashq")
+    iot_client(tc).create_topic_rule(ruleName=name, topicRulePayload={
+        "sql": f"SELECT * FROM 'crash/{name}'", "actions": [
+            {"dynamoDB": {"tableName": table, "roleArn": ROLE, "hashKeyField": "id", "hashKeyValue": "${id}"}},
+            {"kinesis": {"streamName": stream, "partitionKey": "${id}", "roleArn": ROLE}},
+            {"sqs": {"queueUrl": QUEUE_URL.format(queue), "roleArn": ROLE}}]})
+    publish(tc, *[(f"crash/{name}", {"id": f"i{i}"}) for i in range(3)])
+
+    def delivered() -> bool:
+        m = api(tc, "GET", f"/rules/{name}/metrics")["actions"]
+        return all(a["succeeded"] == 3 for a in m)
+
+    wait_for(delivered, what="3 deliveries per action")
+    tc.kill()
+    tc.start()
+    assert [i["id"] for i in api(tc, "GET", f"/tables/{table}/items")["items"]] == ["i0", "i1", "i2"]
+    assert [r["seq"] for r in api(tc, "GET", f"/streams/{stream}/records")["records"]] == [1, 2, 3]
+    assert len(api(tc, "POST", f"/queues/{queue}/receive", params={"delete": "false"})["messages"]) == 3
+    # the rule survived too: the next record continues the stream's sequence
+    publish(tc, (f"crash/{name}", {"id": "i3"}))
+    records = wait_for(lambda: (r := api(tc, "GET", f"/streams/{stream}/records")["records"]) and len(r) == 4 and r,
+                       what="a 4th record")
+    assert records[-1]["seq"] == 4
+
+
 # -- real engines ---------------------------------------------------------------------------------------
 
 
