@@ -112,3 +112,26 @@ def test_destination_passwords_are_redacted() -> None:
     assert d["tables"]["dsn"] == "postgresql://iot:***@db/iot"
     assert d["streams"]["t"]["redis"] == "redis://:***@r:6379/0"
     assert d["queues"]["q"]["redis"] == "redis://r"
+
+
+async def test_file_stream_reads_from_any_seq_through_its_index(tmp_path: Path, monkeypatch) -> None:
+    import thingcore.destinations.streams as streams
+
+    monkeypatch.setattr(streams, "INDEX_EVERY", 3)
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    s = FileStream("s", tmp_path / "s.jsonl", pool)
+    for i in range(1, 8):
+        await s.append([("k", str(i).encode())])
+    assert [r["seq"] for r in s.read_blocking(1, 100)] == list(range(1, 8))
+    assert len(s._index) == 3  # lines 1, 4 and 7
+    for i in range(8, 12):  # new data after a read: the index grows over it
+        await s.append([("k", str(i).encode())])
+    for start in (1, 3, 4, 5, 9, 11):
+        got = s.read_blocking(start, 2)
+        assert [(r["seq"], base64.b64decode(r["data"])) for r in got] == \
+            [(n, str(n).encode()) for n in range(start, min(start + 2, 12))]
+    assert s.read_blocking(12, 5) == []
+    memory = FileStream("m", None, pool)
+    await memory.append([("k", b"a"), ("k", b"b"), ("k", b"c")])
+    assert [r["seq"] for r in memory.read_blocking(2, 5)] == [2, 3]
+    pool.shutdown()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import concurrent.futures
 import re
 import time
@@ -38,6 +39,7 @@ def check_stream_name(name: str) -> None:
         raise StreamError(f"stream name {name!r} is not 1-128 of A-Z a-z 0-9 _ . -")
 
 
+INDEX_EVERY = 1000  #: lines between two entries of a stream file's read index
 Record = tuple[str, bytes]  #: (partition key, data)
 
 
@@ -55,6 +57,9 @@ class FileStream:
         self._writing = False
         self._task: asyncio.Task | None = None
         self._open_lock = asyncio.Lock()
+        self._index: list[tuple[int, int]] = []  #: (seq, byte offset) of every INDEX_EVERY-th line
+        self._scanned = 0  #: bytes of the file the index covers
+        self._since_indexed = INDEX_EVERY
 
     def _last_seq(self) -> int:
         if self.path is None or not self.path.exists():
@@ -124,14 +129,22 @@ class FileStream:
             f.flush()
 
     def read_blocking(self, from_seq: int, limit: int) -> list[dict[str, Any]]:
-        """Records with ``seq >= from_seq`` in order (torn or foreign lines skipped)."""
+        """Records with ``seq >= from_seq`` in order (torn or foreign lines skipped).
+
+        A sparse index (the offset of every INDEX_EVERY-th line, extended over new data at each read) lets a
+        read start near ``from_seq``, so ``streams read --follow`` does not rescan the file each time."""
         out: list[dict[str, Any]] = []
         if self.path is None:
-            lines: Any = list(self.memory)
+            lines: Any = self.memory[max(0, from_seq - 1):]  # in memory, seq n is line n-1
+            f = None
         elif not self.path.exists():
             return out
         else:
-            lines = self.path.open("rb")
+            self._extend_index()
+            pos = bisect.bisect_right(self._index, (from_seq, float("inf"))) - 1
+            f = lines = self.path.open("rb")
+            if pos >= 0:
+                f.seek(self._index[pos][1])
         try:
             for line in lines:
                 try:
@@ -144,9 +157,30 @@ class FileStream:
                 if len(out) >= limit:
                     break
         finally:
-            if hasattr(lines, "close"):
-                lines.close()
+            if f is not None:
+                f.close()
         return out
+
+    def _extend_index(self) -> None:
+        assert self.path is not None
+        size = self.path.stat().st_size
+        if self._scanned >= size:
+            return
+        with self.path.open("rb") as f:
+            f.seek(self._scanned)
+            offset = self._scanned
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break  # a line being written (or torn): index it once it is complete
+                if self._since_indexed >= INDEX_EVERY:
+                    try:
+                        self._index.append((int(orjson.loads(line)["seq"]), offset))
+                        self._since_indexed = 0
+                    except (ValueError, KeyError, TypeError):
+                        pass
+                self._since_indexed += 1
+                offset += len(line)
+            self._scanned = offset
 
 
 class RedisStream:
