@@ -178,6 +178,8 @@ class PostgresTables(Tables):
     async def _ensure(self, table: str) -> None:
         if table in self._created:
             return
+        if len(table.encode()) > 63:  # PostgreSQL would truncate it, and two long names could meet
+            raise TableError(f"table name {table!r} is longer than PostgreSQL's 63 bytes")
         async with self._create_lock:  # concurrent CREATE TABLE IF NOT EXISTS can still collide in pg_type
             if table in self._created:
                 return
