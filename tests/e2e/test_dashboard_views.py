@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 import uuid
 from typing import Any
 
@@ -70,3 +71,25 @@ def test_broker_view_shows_clients_presence_and_retained(thingcore: ThingcorePro
         page.locator("#broker-retained li", has_text=retained).wait_for()
         assert page.locator("#broker-stats .stat").count() > 3
     page.locator("#broker-presence li", has_text=f"{client_id} disconnected").wait_for()
+
+
+def test_rule_card_shows_sql_actions_and_live_counters(thingcore: ThingcoreProcess, page: Any) -> None:
+    name = f"hot_{uuid.uuid4().hex[:6]}"
+    sql = f"SELECT temp FROM 'ovens/{name}/+' WHERE temp > 200"
+    body = {"sql": sql, "awsIotSqlVersion": "2016-03-23",
+            "actions": [{"republish": {"topic": f"alerts/{name}", "roleArn": "arn:aws:iam::123456789012:role/x"}}]}
+    request = urllib.request.Request(f"http://{thingcore.host}:{thingcore.http_port}/rules/{name}", method="POST",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 200
+    open_dashboard(page, thingcore, "rules", subscribed=())
+    card = page.locator(f"[data-rule='{name}']")
+    card.wait_for()
+    text = card.inner_text()
+    assert sql in text and "enabled" in text and f"republish → alerts/{name}" in text
+    publish(thingcore, f"ovens/{name}/1", json.dumps({"temp": 250}))
+    publish(thingcore, f"ovens/{name}/2", json.dumps({"temp": 20}))
+    # counters refresh every 2 s: received 2, matched 1, one republish succeeded
+    card.locator(".counters tr", has_text="received").filter(has_text="2").wait_for()
+    assert card.locator(".counters tr", has_text="matched").inner_text().split()[-1] == "1"
+    screenshot(page, "dashboard-rules")
