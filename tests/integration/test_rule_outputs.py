@@ -15,7 +15,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 from tests.integration.mqtt_helpers import PahoClient, uid, wait_for
-from tests.integration.outputs_helpers import IndexServer, Mailbox, body_text, moto_s3
+from tests.integration.outputs_helpers import Forwarder, IndexServer, Mailbox, body_text, moto_s3
 from tests.integration.rules_helpers import RecordingServer, iot_client, rule_name
 from tests.server import ThingcoreProcess, free_port
 
@@ -377,10 +377,13 @@ def test_alarms_and_indexed_documents_survive_kill_9(tmp_path: Path) -> None:
             assert (changed["stateValue"], changed["previousStateValue"]) == ("OK", "ALARM")
 
 
-def test_s3_endpoint_down_for_a_while_then_back(tmp_path: Path) -> None:
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    config = {"object_storage": {"endpoint_url": endpoint}, "rules": {"retry_delay": 0.2, "max_attempts": 12}}
+def test_s3_endpoint_down_for_a_while_then_back(tmp_path: Path, s3_endpoint: str) -> None:
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="k",
+                      aws_secret_access_key="s")
+    s3.create_bucket(Bucket="later")
+    port = free_port()  # thingcore's endpoint: nothing listens there until the forwarder to moto starts
+    config = {"object_storage": {"endpoint_url": f"http://127.0.0.1:{port}"},
+              "rules": {"retry_delay": 0.2, "max_attempts": 12}}
     with ThingcoreProcess(tmp_path, config) as tc, PahoClient(tc.mqtt_port, uid("s3d")) as c:
         c.connect()
         rule = make_rule(iot_client(tc), "SELECT * FROM 'later/+'",
@@ -389,13 +392,14 @@ def test_s3_endpoint_down_for_a_while_then_back(tmp_path: Path) -> None:
             c.publish(f"later/m{i}", json.dumps({"i": i}), qos=1)
         api = f"http://127.0.0.1:{tc.http_port}/api/v1/rules/{rule}/metrics"
         wait_for(lambda: httpx.get(api).json()["actions"][0]["retried"] >= 5, what="tries against the dead endpoint")
-        with moto_s3(port):
-            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="k",
-                              aws_secret_access_key="s")
-            s3.create_bucket(Bucket="later")
+        forwarder = Forwarder(port, ("127.0.0.1", int(s3_endpoint.rsplit(":", 1)[1])))
+        try:
             wait_for(lambda: s3.list_objects_v2(Bucket="later").get("KeyCount") == 5, timeout=60,
                      what="the 5 objects after the endpoint came back")
             assert sorted(json.loads(s3.get_object(Bucket="later", Key=f"m{i}.json")["Body"].read())["i"]
                           for i in range(5)) == list(range(5))
-        metrics = httpx.get(api).json()["actions"][0]
-        assert (metrics["succeeded"], metrics["failed"]) == (5, 0)
+            metrics = wait_for(lambda: (m := httpx.get(api).json()["actions"][0])["succeeded"] == 5 and m,
+                               what="5 deliveries counted")
+            assert metrics["failed"] == 0
+        finally:
+            forwarder.close()
