@@ -62,6 +62,7 @@ function onMessage(msg) {
 
 function drawRates() {
   const now = performance.timeOrigin + performance.now();
+  root.querySelector("#live-count").textContent = `${total} message${total === 1 ? "" : "s"}${paused ? " (paused)" : ""}`;
   const rows = [];
   for (const [topic, t] of topics) {
     while (t.stamps.length && t.stamps[0] < now - RATE_WINDOW_MS) t.stamps.shift();
