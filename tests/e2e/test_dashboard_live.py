@@ -22,6 +22,9 @@ def test_page_and_assets_are_served(thingcore: ThingcoreProcess) -> None:
     status, body = thingcore.http_get("/ui/vendor/mqtt.esm.js")
     assert status == 200 and len(body) > 100_000
     assert thingcore.http_get("/ui/../server.py")[0] == 404
+    # the repository's README.md is three levels up from the dashboard folder: never served
+    assert thingcore.http_get("/ui/%2e%2e/%2e%2e/%2e%2e/README.md")[0] == 404
+    assert thingcore.http_get("/ui/..%2f..%2f..%2fREADME.md")[0] == 404
     assert thingcore.http_get("/ui/nothing.js")[0] == 404
     assert thingcore.http_get("/healthz")[0] == 200
     assert thingcore.http_get("/openapi.json")[0] == 200
