@@ -204,7 +204,7 @@ async function load() {
       } catch { /* listed below as an error only if the registry call failed */ }
       changed(name);
     }));
-    status.textContent = `${things.size} things`;
+    status.textContent = `${names.length} in the registry`;
     status.className = "muted";
   } catch (err) {
     status.textContent = err.message;
