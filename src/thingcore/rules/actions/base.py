@@ -268,6 +268,7 @@ class ActionRunner:
                 job = queue.popleft()
                 pending = self._start(job)
                 if pending is not None:
+                    self._wake()  # this delivery waits on the network: let another worker take the next job
                     await self._finish(job, pending)
         finally:
             self.active -= 1
