@@ -24,6 +24,7 @@ AWS_ACTION_KINDS = frozenset({
     "dynamoDB", "dynamoDBv2", "lambda", "sns", "sqs", "kinesis", "republish", "s3", "firehose",
     "cloudwatchMetric", "cloudwatchAlarm", "cloudwatchLogs", "elasticsearch", "salesforce", "iotAnalytics",
     "iotEvents", "iotSiteWise", "stepFunctions", "timestream", "http", "kafka", "openSearch", "location",
+    "influxDB",
 })
 _PAYLOAD_KEYS = frozenset({"sql", "description", "actions", "ruleDisabled", "awsIotSqlVersion", "errorAction"})
 

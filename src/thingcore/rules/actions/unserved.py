@@ -13,6 +13,7 @@ UNSERVED: dict[str, str] = {
     "timestream": "Amazon Timestream; write time series with dynamoDBv2 (PostgreSQL) or kinesis instead",
     "location": "Amazon Location Service trackers; republish positions or store them with dynamoDBv2 instead",
     "kafka": "Apache Kafka clusters (not available yet); use kinesis (Redis Streams, NATS JetStream) instead",
+    "influxDB": "Amazon Timestream for InfluxDB; write time series with dynamoDBv2 (PostgreSQL) or kinesis instead",
 }
 
 
