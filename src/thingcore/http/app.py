@@ -49,5 +49,9 @@ def create_app(server: Any) -> FastAPI:
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
     for path in _ROUTERS:
-        app.include_router(importlib.import_module(path).router(server))
+        module = importlib.import_module(path)
+        app.include_router(module.router(server))
+        # a module may translate its own domain errors to AWS error responses once, for all its routes
+        for exc_type, handler in getattr(module, "exception_handlers", {}).items():
+            app.add_exception_handler(exc_type, handler)
     return app

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 
 from thingcore.http.admin import _require_admin
 from thingcore.http.caller import Callers
-from thingcore.http.errors import AWSError
+from thingcore.http.errors import AWSError, aws_error_response
 from thingcore.rules.model import RuleError, invalid
 from thingcore.rules.testing import dry_run
 
@@ -38,8 +38,14 @@ _DEFAULT_PAGE = 1000
 RuleName = Annotated[str, Path(description="^[a-zA-Z0-9_]+$, 1-128 characters")]
 
 
-def _aws(exc: RuleError) -> AWSError:
-    return AWSError(exc.status, exc.error_type, exc.message, **exc.extra)
+async def _rule_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A refused rule operation, answered in AWS's shape (installed on the app by ``create_app``)."""
+    assert isinstance(exc, RuleError)
+    return aws_error_response(exc.status, exc.error_type, exc.message, **exc.extra)
+
+
+#: picked up by ``thingcore.http.app.create_app``: every handler here lets RuleError propagate
+exception_handlers = {RuleError: _rule_error}
 
 
 def _engine(server: Any) -> Any:
@@ -52,11 +58,11 @@ def _engine(server: Any) -> Any:
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw:
-        raise _aws(invalid("the request body must be a topicRulePayload JSON object"))
+        raise invalid("the request body must be a topicRulePayload JSON object")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise _aws(invalid(f"the request body is not valid JSON: {exc}")) from None
+        raise invalid(f"the request body is not valid JSON: {exc}") from None
 
 
 def _rule_view(resource: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +80,7 @@ def _untoken(token: str) -> str:
     try:
         return base64.urlsafe_b64decode(token.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise _aws(invalid("nextToken is not valid")) from None
+        raise invalid("nextToken is not valid") from None
 
 
 def router(server: Any) -> APIRouter:
@@ -88,51 +94,33 @@ def router(server: Any) -> APIRouter:
     @api.post("/rules/{ruleName}", summary="CreateTopicRule")
     async def create_topic_rule(ruleName: RuleName, request: Request) -> Response:
         payload = await _json_body(request)
-        try:
-            await _engine(server).create(ruleName, payload)
-        except RuleError as exc:
-            raise _aws(exc) from None
+        await _engine(server).create(ruleName, payload)
         return Response(status_code=200)
 
     @api.patch("/rules/{ruleName}", summary="ReplaceTopicRule")
     async def replace_topic_rule(ruleName: RuleName, request: Request) -> Response:
         payload = await _json_body(request)
-        try:
-            await _engine(server).replace(ruleName, payload)
-        except RuleError as exc:
-            raise _aws(exc) from None
+        await _engine(server).replace(ruleName, payload)
         return Response(status_code=200)
 
     @api.get("/rules/{ruleName}", summary="GetTopicRule")
     async def get_topic_rule(ruleName: RuleName) -> JSONResponse:
-        try:
-            resource = _engine(server).get(ruleName)
-        except RuleError as exc:
-            raise _aws(exc) from None
+        resource = _engine(server).get(ruleName)
         return JSONResponse({"ruleArn": resource["ruleArn"], "rule": _rule_view(resource)})
 
     @api.delete("/rules/{ruleName}", summary="DeleteTopicRule")
     async def delete_topic_rule(ruleName: RuleName) -> Response:
-        try:
-            await _engine(server).delete(ruleName)
-        except RuleError as exc:
-            raise _aws(exc) from None
+        await _engine(server).delete(ruleName)
         return Response(status_code=200)
 
     @api.post("/rules/{ruleName}/enable", summary="EnableTopicRule")
     async def enable_topic_rule(ruleName: RuleName) -> Response:
-        try:
-            await _engine(server).set_disabled(ruleName, False)
-        except RuleError as exc:
-            raise _aws(exc) from None
+        await _engine(server).set_disabled(ruleName, False)
         return Response(status_code=200)
 
     @api.post("/rules/{ruleName}/disable", summary="DisableTopicRule")
     async def disable_topic_rule(ruleName: RuleName) -> Response:
-        try:
-            await _engine(server).set_disabled(ruleName, True)
-        except RuleError as exc:
-            raise _aws(exc) from None
+        await _engine(server).set_disabled(ruleName, True)
         return Response(status_code=200)
 
     @api.get("/rules", summary="ListTopicRules")
@@ -144,7 +132,7 @@ def router(server: Any) -> APIRouter:
         ruleDisabled: Annotated[bool | None, Query()] = None,
     ) -> JSONResponse:
         if maxResults is not None and not 1 <= maxResults <= 10000:
-            raise _aws(invalid("maxResults must be between 1 and 10000"))
+            raise invalid("maxResults must be between 1 and 10000")
         engine = _engine(server)
         rules = engine.list(topic=topic, disabled=ruleDisabled)
         if nextToken:
@@ -170,10 +158,7 @@ def router(server: Any) -> APIRouter:
     @own.post("/test", summary="Evaluate a rule against one message without side effects")
     async def test_rule(request: Request) -> JSONResponse:
         body = await _json_body(request)
-        try:
-            result = await dry_run(_engine(server), body)
-        except RuleError as exc:
-            raise _aws(exc) from None
+        result = await dry_run(_engine(server), body)
         return JSONResponse(result)
 
     @own.get("/metrics", summary="Engine counters and every rule's counters")
