@@ -19,7 +19,6 @@ import concurrent.futures
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -47,13 +46,13 @@ from thingcore.rules.model import (
 )
 from thingcore.rules.services import Services
 from thingcore.rules.sql import MessageContext, SqlError, compile_sql, compile_template
+from thingcore.rules.sql.query import NO_MATCH
 from thingcore.rules.store import RuleFileError, RuleStore, read_directory
 
 log = logging.getLogger("thingcore.rules")
 
 INGEST_PREFIX = "$aws/rules/"
 _INGEST_LEN = len(INGEST_PREFIX)
-_HEX3 = [f"{i:03x}" for i in range(4096)]
 RETIRE_GRACE = 30.0  # seconds a replaced or deleted rule's queued deliveries get to complete
 
 
@@ -67,8 +66,8 @@ def sql_parse_error(exc: SqlError) -> RuleError:
 class CompiledRule:
     """A rule ready to run: its stored resource, compiled statement, action runners and counters."""
 
-    __slots__ = ("actions", "error", "error_runner", "metrics", "name", "query", "resource", "runners",
-                 "topic_filter")
+    __slots__ = ("actions", "error", "error_runner", "failure_handler", "metrics", "name", "query", "resource",
+                 "runners", "topic_filter")
 
     def __init__(self, name: str, resource: dict[str, Any], query: Any, actions: list[Action],
                  error_action: Action | None, settings: Any, metrics: RuleMetrics | None = None) -> None:
@@ -83,6 +82,8 @@ class CompiledRule:
                         for a in actions]
         self.error_runner = ActionRunner(error_action, queue_size=rules.action_queue_size, retry=retry,
                                          error_action=True) if error_action is not None else None
+        #: what a firing calls when some action failed: None without an error action
+        self.failure_handler = self.on_failed if self.error_runner is not None else None
         self.metrics = metrics or RuleMetrics()
         self.error: str | None = None  #: why a stored rule could not be loaded (it is kept, not run)
 
@@ -161,12 +162,7 @@ class RulesEngine:
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_msg: Message | None = None
-        self._last_trace = ""
-        # trace ids in UUID form: a random prefix per process and a counter (uuid4() per message costs a syscall;
-        # even formatting the counter shows on the message path, so the last 3 hex digits come from a table)
-        self._trace_prefix = str(uuid.uuid4())[:24]
-        self._trace_seq = 0
-        self._trace_block = ""
+        self._trace_seq = 0  # trace ids: the context formats them from this counter when one is read
         self._retired: set[asyncio.Task] = set()
 
     # -- start and stop ------------------------------------------------------------------------------
@@ -251,31 +247,26 @@ class RulesEngine:
         rule.metrics.received += 1
         if msg is not self._last_msg:  # one trace id per message, shared by every rule it reaches
             self._last_msg = msg
-            seq = self._trace_seq = (self._trace_seq + 1) & 0xFFFFFFFFFFFF
-            low = seq & 0xFFF
-            if low == 0 or not self._trace_block:
-                self._trace_block = f"{self._trace_prefix}{seq >> 12:09x}"
-            self._last_trace = self._trace_block + _HEX3[low]
+            self._trace_seq += 1
         # positional (topic, payload, client_id, principal, source_ip, properties, timestamp_ms, trace_id,
-        # rule_name, services): this runs for every message a rule sees
+        # rule_name, services, trace_seq): this runs for every message a rule sees
         ctx = MessageContext(topic, msg.payload, msg.client_id, msg.principal, msg.source_address, msg.properties,
-                             int(msg.received_at * 1000), self._last_trace, rule.name, self.services)
+                             int(msg.received_at * 1000), None, rule.name, self.services, self._trace_seq)
         query = rule.query
         if query.needs_services:
             self._evaluate_in_thread(rule, msg, ctx)
             return
         try:
-            result = query.evaluate(ctx)
+            output = query.run(ctx)
         except Exception as exc:
             rule.metrics.errors += 1
             log.warning("rule %s: evaluation failed on %s: %s", rule.name, msg.topic, exc)
             return
-        if result.matched:  # fire(), inlined: this is the message path
+        if output is not NO_MATCH:  # fire(), inlined: this is the message path
             rule.metrics.matched += 1
             runners = rule.runners
             if runners:
-                firing = Firing(rule.name, msg, ctx, result.output, len(runners),
-                                rule.on_failed if rule.error_runner is not None else None)
+                firing = Firing(rule.name, msg, ctx, output, len(runners), rule.failure_handler)
                 for runner in runners:
                     runner.submit(firing)
 
@@ -315,8 +306,7 @@ class RulesEngine:
         runners = rule.runners
         if not runners:
             return
-        firing = Firing(rule.name, msg, ctx, output, len(runners),
-                        rule.on_failed if rule.error_runner is not None else None)
+        firing = Firing(rule.name, msg, ctx, output, len(runners), rule.failure_handler)
         for runner in runners:
             runner.submit(firing)
 

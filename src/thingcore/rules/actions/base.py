@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from thingcore.rules.metrics import ActionMetrics
-from thingcore.rules.sql.values import output_to_bytes
+from thingcore.rules.sql.values import dumps, output_to_bytes
 
 log = logging.getLogger("thingcore.rules")
 
@@ -85,11 +85,15 @@ class Firing:
         payload = self._payload
         if payload is None:
             out = self.output
-            if type(out) is bytes:
+            t = type(out)
+            if t is dict or t is list:
+                payload = self._payload = dumps(out)
+            elif t is bytes:
                 payload, self.is_json = out, False
+                self._payload = payload
             else:
                 payload, self.is_json = encode_output(out)
-            self._payload = payload
+                self._payload = payload
         return payload
 
     def done(self, failure: dict[str, str] | None) -> None:
@@ -400,10 +404,36 @@ def topic_only_parts(text: str) -> list[str | int | None] | None:
     return parts
 
 
+def topic_renderer(parts: list[str | int | None]) -> Callable[[str], str]:
+    """A function of the topic for :func:`topic_only_parts`' output; ``literal/${topic(n)}/literal``, the
+    usual republish target, gets its own closure (this runs once per message and action)."""
+    if len(parts) == 3 and type(parts[0]) is str and type(parts[1]) is int and type(parts[2]) is str:
+        head, n, tail = parts
+        i = n - 1
+
+        def one_level(topic: str) -> str:
+            levels = topic.split("/")
+            return head + levels[i] + tail if 0 <= i < len(levels) else head + tail
+        return one_level
+
+    def general(topic: str) -> str:
+        levels = topic.split("/")
+        out = []
+        for part in parts:
+            if type(part) is str:
+                out.append(part)
+            elif part is None:
+                out.append(topic)
+            else:
+                out.append(levels[part - 1] if 0 < part <= len(levels) else "")
+        return "".join(out)
+    return general
+
+
 class TemplateField:
     """An action parameter that may hold ``${expression}`` substitutions (and ``$$`` for ``$``), compiled once."""
 
-    __slots__ = ("const", "source", "template", "topic_parts")
+    __slots__ = ("const", "from_topic", "source", "template", "topic_parts")
 
     def __init__(self, text: Any, env: ActionEnv, where: str) -> None:
         if not isinstance(text, str):
@@ -415,6 +445,8 @@ class TemplateField:
             raise ActionConfigError(f"{where}: invalid substitution template: {exc}") from exc
         self.const: str | None = self.template.render(None) if self.template.is_constant else None
         self.topic_parts = topic_only_parts(text) if self.const is None else None
+        #: the renderer of a template made only of literals and ``${topic(n)}``: topic -> text
+        self.from_topic = topic_renderer(self.topic_parts) if self.topic_parts is not None else None
 
     @property
     def needs_services(self) -> bool:
@@ -423,22 +455,10 @@ class TemplateField:
     def render(self, firing: Firing) -> str:
         if self.const is not None:
             return self.const
-        parts = self.topic_parts
-        if parts is None:
-            return self.template.render(firing.ctx, firing.output)
-        topic = firing.ctx.topic
-        levels = None
-        out = []
-        for part in parts:
-            if type(part) is str:
-                out.append(part)
-            elif part is None:
-                out.append(topic)
-            else:
-                if levels is None:
-                    levels = topic.split("/")
-                out.append(levels[part - 1] if 0 < part <= len(levels) else "")
-        return "".join(out)
+        from_topic = self.from_topic
+        if from_topic is not None:
+            return from_topic(firing.ctx.topic)
+        return self.template.render(firing.ctx, firing.output)
 
 
 def params_check(params: dict[str, Any], kind: str, allowed: set[str], required: set[str]) -> None:

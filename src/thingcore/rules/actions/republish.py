@@ -37,6 +37,7 @@ _HEADER_FIELDS = {
 }
 _FORMATS = {"UNSPECIFIED_BYTES": 0, "UTF8_DATA": 1}
 _MAX_HEADER = 1024
+_CHEAP_TOPIC_LEN = 16383  # characters: at most 4 bytes each, so below MQTT's 65 535-byte limit
 
 
 class RepublishAction(Action):
@@ -82,6 +83,12 @@ class RepublishAction(Action):
                 self.user_properties.append((TemplateField(kv["key"], env, where + ".key"),
                                              TemplateField(kv["value"], env, where + ".value")))
         self.slow_templates = self.needs_services
+        self._publish = env.broker.publish if env.broker is not None else None
+        # a topic made of literals without wildcards and levels of the (valid) incoming topic is valid
+        # unless it comes out empty or too long, so only those two are checked per message
+        parts = self.topic.topic_parts
+        self.topic_checked_cheaply = parts is not None and not any(
+            type(p) is str and ("+" in p or "#" in p or "\x00" in p) for p in parts)
         self.has_headers = bool(self.headers or self.user_properties)
         if self.topic.const is not None:
             try:
@@ -122,15 +129,9 @@ class RepublishAction(Action):
         return props
 
     def _message(self, firing: Firing) -> Message:
-        topic_field = self.topic
-        if topic_field.const is not None:
-            topic = topic_field.const  # checked when the rule was created
-        else:
-            topic = topic_field.render(firing)
-            try:
-                validate_topic_name(topic)
-            except MQTTError as exc:
-                raise ActionError(f"cannot republish to {topic!r}: {exc}") from None
+        topic = self.topic.const  # checked when the rule was created
+        if topic is None:
+            topic = self._rendered_topic(firing)
         now = time.time()
         if not self.has_headers:
             return Message(topic, firing.payload, self.qos, False, {}, None, None, None, now)
@@ -141,10 +142,32 @@ class RepublishAction(Action):
             msg.expires_at = now + expiry
         return msg
 
+    def _rendered_topic(self, firing: Firing) -> str:
+        topic = self.topic.render(firing)
+        if not self.topic_checked_cheaply or not topic or len(topic) > _CHEAP_TOPIC_LEN:
+            try:
+                validate_topic_name(topic)
+            except MQTTError as exc:
+                raise ActionError(f"cannot republish to {topic!r}: {exc}") from None
+        return topic
+
     def execute(self, firing: Firing) -> Any:
         if self.slow_templates:
             return self._execute_rendered_in_thread(firing)
-        committed = self.env.broker.publish(self._message(firing))
+        if self.has_headers:
+            msg = self._message(firing)
+        else:  # _message(), inlined: the usual republish runs once per message
+            topic = self.topic.const
+            if topic is None:
+                from_topic = self.topic.from_topic
+                if from_topic is not None and self.topic_checked_cheaply:
+                    topic = from_topic(firing.ctx.topic)
+                    if not topic or len(topic) > _CHEAP_TOPIC_LEN:
+                        topic = self._rendered_topic(firing)
+                else:
+                    topic = self._rendered_topic(firing)
+            msg = Message(topic, firing.payload, self.qos, False, {}, None, None, None, time.time())
+        committed = self._publish(msg)
         if committed is None:
             return None
         return _wait_committed(committed)
@@ -156,7 +179,7 @@ class RepublishAction(Action):
             raise
         except Exception as exc:  # a template whose external function failed
             raise ActionError(f"cannot render the message: {exc}") from None
-        committed = self.env.broker.publish(msg)
+        committed = self._publish(msg)
         if committed is not None:
             await _wait_committed(committed)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from .values import parse_payload
 
 
-@dataclass(slots=True)
 class MessageContext:
     """One incoming message as the rules engine sees it.
 
@@ -27,21 +27,41 @@ class MessageContext:
     - ``account_id`` attribute: what ``accountid()`` returns (default ``000000000000``)
 
     The parsed payload is cached on the context, so every rule evaluating the same message parses
-    it once.
+    it once. A plain class rather than a dataclass: one is built per message and rule, and the
+    trace id is only formatted when something reads it (``trace_seq`` is what the engine passes).
     """
 
-    topic: str
-    payload: bytes
-    client_id: str | None = None
-    principal: str | None = None
-    source_ip: str | None = None
-    properties: dict[str, Any] = field(default_factory=dict)
-    timestamp_ms: int = 0
-    trace_id: str | None = None
-    rule_name: str | None = None
-    services: Any = None
-    _doc: Any = field(default=None, repr=False, compare=False)  # the parsed payload, wrapped in a 1-tuple
-    _variables: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    __slots__ = ("_doc", "_trace_id", "_variables", "client_id", "payload", "principal", "properties", "rule_name",
+                 "services", "source_ip", "timestamp_ms", "topic", "trace_seq")
+
+    def __init__(self, topic: str, payload: bytes, client_id: str | None = None, principal: str | None = None,
+                 source_ip: str | None = None, properties: dict[str, Any] | None = None, timestamp_ms: int = 0,
+                 trace_id: str | None = None, rule_name: str | None = None, services: Any = None,
+                 trace_seq: int = 0) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.client_id = client_id
+        self.principal = principal
+        self.source_ip = source_ip
+        self.properties = properties if properties is not None else {}
+        self.timestamp_ms = timestamp_ms
+        self._trace_id = trace_id
+        self.trace_seq = trace_seq
+        self.rule_name = rule_name
+        self.services = services
+        self._doc: Any = None  # the parsed payload, wrapped in a 1-tuple
+        self._variables: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"MessageContext(topic={self.topic!r}, payload={self.payload!r}, client_id={self.client_id!r})"
+
+    @property
+    def trace_id(self) -> str | None:
+        """The message's trace id (``traceid()``, error documents): a UUID made of a per-process random
+        prefix and the engine's message counter, formatted on first use."""
+        if self._trace_id is None and self.trace_seq:
+            self._trace_id = f"{_TRACE_PREFIX}{self.trace_seq & 0xFFFFFFFFFFFF:012x}"
+        return self._trace_id
 
     def document(self) -> Any:
         """The payload as a JSON document (dict or list), or the raw bytes when it is not JSON.
@@ -63,6 +83,7 @@ class MessageContext:
         return doc
 
 
+_TRACE_PREFIX = str(uuid.uuid4())[:24]  # 8-4-4-4- of a random UUID: unique per process
 _last_parsed: tuple[Any, Any] = (None, None)  # (payload bytes object, its document); one assignment, so thread-safe
 
 

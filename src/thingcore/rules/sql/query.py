@@ -15,14 +15,15 @@ from .parser import parse_statement
 from .values import UNDEFINED, normalize_v2
 
 _NOT_MATCHED = QueryResult(False, None)
+NO_MATCH = object()  #: what ``CompiledQuery.run`` returns when WHERE is not true
 
 
 class CompiledQuery:
     """A compiled statement. ``evaluate`` does not look at the topic: the rules engine routes
     messages by ``topic_filter`` (``matches`` applies AWS's matching when a caller needs it)."""
 
-    __slots__ = ("_assignments", "_project", "_v2", "_value", "_where", "functions", "needs_services", "sql",
-                 "topic_filter", "version", "warnings")
+    __slots__ = ("_assignments", "_loop_env", "_project", "_v2", "_value", "_where", "functions", "needs_services",
+                 "sql", "topic_filter", "version", "warnings")
 
     def __init__(self, sql: str, version: str, topic_filter: str, needs_services: bool,
                  assignments: list[tuple[str, Callable[[Env], Any]]], where: Callable[[Env], Any] | None,
@@ -38,6 +39,7 @@ class CompiledQuery:
         self._project = project
         self._value = value
         self._v2 = version != "2015-10-08"
+        self._loop_env: Env | None = None
 
     def __repr__(self) -> str:
         return f"CompiledQuery({self.sql!r}, version={self.version!r})"
@@ -52,23 +54,37 @@ class CompiledQuery:
         return topic_matches(f, topic)
 
     def evaluate(self, ctx: MessageContext) -> QueryResult:
-        """Run SET, WHERE, then SELECT against one message. Raises SqlRuntimeError when an
-        external function fails (the rule fails, as on AWS)."""
-        root = ctx.document()
-        env = Env(ctx, root, {}, self.version, self._v2)
+        """Run SET, WHERE, then SELECT against one message (from any thread). Raises SqlRuntimeError
+        when an external function fails (the rule fails, as on AWS)."""
+        out = self._select(ctx, Env(ctx, ctx.document(), {}, self.version, self._v2))
+        return _NOT_MATCHED if out is NO_MATCH else QueryResult(True, out)
+
+    def run(self, ctx: MessageContext) -> Any:
+        """:meth:`evaluate` for the event loop's message path: the SELECT output, or ``NO_MATCH`` when WHERE
+        fails. It reuses one Env per statement, which is safe because a statement evaluated in the loop
+        calls no external function, so nothing can re-enter it before it returns (nested SELECTs make
+        their own)."""
+        env = self._loop_env
+        if env is None:
+            env = self._loop_env = Env(ctx, None, {}, self.version, self._v2)
+        env.ctx = ctx
+        env.root = env.row = ctx.document()
+        return self._select(ctx, env)
+
+    def _select(self, ctx: MessageContext, env: Env) -> Any:
         if self._assignments:
-            variables = env.variables
+            variables = env.variables = {}
             for name, fn in self._assignments:
                 variables[name] = fn(env)
             ctx._variables = variables
-        else:
+        elif ctx._variables is not None:  # a context evaluated by an earlier statement with SET
             ctx._variables = None
         where = self._where
         if where is not None and where(env) is not True:
-            return _NOT_MATCHED
+            return NO_MATCH
         out = self._project(env)
         if out is UNDEFINED:
-            return QueryResult(True, b"")
+            return b""
         if self._v2:
             t = type(out)
             if t is dict or t is list or t is float:
@@ -76,7 +92,7 @@ class CompiledQuery:
                     out = normalize_v2(out)
                 except RecursionError:  # a document nested ~1000 deep: output it as parsed
                     pass
-        return QueryResult(True, out)
+        return out
 
 
 def compile_sql(sql: str, version: str | None = "2016-03-23") -> CompiledQuery:
