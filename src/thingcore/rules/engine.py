@@ -46,6 +46,7 @@ from thingcore.rules.model import (
 )
 from thingcore.rules.services import Services
 from thingcore.rules.sql import MessageContext, SqlError, compile_sql, compile_template
+from thingcore.rules.sql.context import document_of
 from thingcore.rules.sql.query import NO_MATCH
 from thingcore.rules.store import RuleFileError, RuleStore, read_directory
 
@@ -248,16 +249,17 @@ class RulesEngine:
         if msg is not self._last_msg:  # one trace id per message, shared by every rule it reaches
             self._last_msg = msg
             self._trace_seq += 1
-        # positional (topic, payload, client_id, principal, source_ip, properties, timestamp_ms, trace_id,
-        # rule_name, services, trace_seq): this runs for every message a rule sees
-        ctx = MessageContext(topic, msg.payload, msg.client_id, msg.principal, msg.source_address, msg.properties,
-                             int(msg.received_at * 1000), None, rule.name, self.services, self._trace_seq)
         query = rule.query
-        if query.needs_services:
-            self._evaluate_in_thread(rule, msg, ctx)
-            return
+        doc = document_of(msg.payload)
+        if query.uses_context:
+            ctx = self.context(rule, msg, topic, doc)
+            if query.needs_services:
+                self._evaluate_in_thread(rule, msg, ctx)
+                return
+        else:  # most statements read only the payload: the context is built if an action asks for it
+            ctx = None
         try:
-            output = query.run(ctx)
+            output = query.run(ctx, doc)
         except Exception as exc:
             rule.metrics.errors += 1
             log.warning("rule %s: evaluation failed on %s: %s", rule.name, msg.topic, exc)
@@ -266,9 +268,16 @@ class RulesEngine:
             rule.metrics.matched += 1
             runners = rule.runners
             if runners:
-                firing = Firing(rule.name, msg, ctx, output, len(runners), rule.failure_handler)
+                firing = Firing(rule.name, msg, ctx, output, len(runners), rule.failure_handler, topic,
+                                self._trace_seq, self.services, doc)
                 for runner in runners:
                     runner.submit(firing)
+
+    def context(self, rule: CompiledRule, msg: Message, topic: str, doc: Any) -> MessageContext:
+        ctx = MessageContext(topic, msg.payload, msg.client_id, msg.principal, msg.source_address, msg.properties,
+                             int(msg.received_at * 1000), None, rule.name, self.services, self._trace_seq)
+        ctx._doc = (doc,)
+        return ctx
 
     def _evaluate_in_thread(self, rule: CompiledRule, msg: Message, ctx: Any) -> None:
         if self._eval_pending >= self.settings.rules.evaluation_queue_size:

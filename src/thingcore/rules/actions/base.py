@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from thingcore.rules.metrics import ActionMetrics
+from thingcore.rules.sql.context import MessageContext
 from thingcore.rules.sql.values import dumps, output_to_bytes
 
 log = logging.getLogger("thingcore.rules")
@@ -61,16 +62,23 @@ def encode_output(value: Any) -> tuple[bytes, bool]:
 
 
 class Firing:
-    """One rule fired by one message: the evaluation context, the SELECT output, the failures so far."""
+    """One rule fired by one message: the evaluation context, the SELECT output, the failures so far.
 
-    __slots__ = ("_payload", "ctx", "failures", "is_json", "message", "on_failed", "output", "pending", "received_at",
-                 "rule_name")
+    The engine passes no context for a statement that did not need one to evaluate (most do not): it is
+    built from the message, ``topic``, ``trace_seq`` and ``services`` the first time an action reads
+    :attr:`ctx` (templates beyond ``${topic(n)}``, error documents)."""
+
+    __slots__ = ("_ctx", "_doc", "_payload", "failures", "is_json", "message", "on_failed", "output", "pending",
+                 "received_at", "rule_name", "services", "topic", "trace_seq")
 
     def __init__(self, rule_name: str, message: Any, ctx: Any, output: Any, pending: int,
-                 on_failed: Callable[[Firing], None] | None) -> None:
+                 on_failed: Callable[[Firing], None] | None, topic: str | None = None, trace_seq: int = 0,
+                 services: Any = None, doc: Any = None) -> None:
         self.rule_name = rule_name
         self.message = message  #: the incoming Message (topic as published, payload, client id)
-        self.ctx = ctx  #: the SQL MessageContext (what templates are evaluated against)
+        self._ctx = ctx
+        #: the topic as ``topic()`` sees it (without a Basic Ingest prefix)
+        self.topic = topic if topic is not None else (ctx.topic if ctx is not None else message.topic)
         self.output = output
         self.received_at: float = message.received_at
         self.pending = pending
@@ -78,6 +86,22 @@ class Firing:
         self.on_failed = on_failed
         self._payload: bytes | None = None
         self.is_json = True
+        self.trace_seq = trace_seq
+        self.services = services
+        self._doc = doc
+
+    @property
+    def ctx(self) -> MessageContext:
+        """The SQL MessageContext that templates are evaluated against."""
+        ctx = self._ctx
+        if ctx is None:
+            msg = self.message
+            ctx = self._ctx = MessageContext(self.topic, msg.payload, msg.client_id, msg.principal,
+                                             msg.source_address, msg.properties, int(msg.received_at * 1000),
+                                             None, self.rule_name, self.services, self.trace_seq)
+            if self._doc is not None:
+                ctx._doc = (self._doc,)
+        return ctx
 
     @property
     def payload(self) -> bytes:
@@ -112,7 +136,7 @@ class Firing:
         return {
             "ruleName": self.rule_name,
             "topic": topic,
-            "cloudwatchTraceId": getattr(self.ctx, "trace_id", None) or "",
+            "cloudwatchTraceId": self.ctx.trace_id or "",
             "clientId": msg.client_id or "n/a",
             "base64OriginalPayload": base64.b64encode(msg.payload).decode(),
             "failures": list(self.failures or ()),
@@ -457,7 +481,7 @@ class TemplateField:
             return self.const
         from_topic = self.from_topic
         if from_topic is not None:
-            return from_topic(firing.ctx.topic)
+            return from_topic(firing.topic)
         return self.template.render(firing.ctx, firing.output)
 
 

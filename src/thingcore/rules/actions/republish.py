@@ -161,7 +161,7 @@ class RepublishAction(Action):
             if topic is None:
                 from_topic = self.topic.from_topic
                 if from_topic is not None and self.topic_checked_cheaply:
-                    topic = from_topic(firing.ctx.topic)
+                    topic = from_topic(firing.topic)
                     if not topic or len(topic) > _CHEAP_TOPIC_LEN:
                         topic = self._rendered_topic(firing)
                 else:

@@ -76,6 +76,7 @@ class Compiler:
         self.v2 = version != V2015
         self.template = template
         self.needs_services = False
+        self.uses_context = False  # some expression reads the message context (topic(), clientid(), ...)
         self.functions: set[str] = set()
         self.warnings: list[str] = []
         self.variables: set[str] = set()
@@ -327,6 +328,8 @@ class Compiler:
         self.functions.add(name)
         if spec.external:
             self.needs_services = True
+        if spec.env or spec.external:
+            self.uses_context = True
         n = len(node.args)
         if n < spec.min_args or (spec.max_args is not None and n > spec.max_args):
             want = (str(spec.min_args) if spec.max_args == spec.min_args else
@@ -347,6 +350,8 @@ class Compiler:
     def _argument(self, name: str, index: int, node: ast.Node) -> Fn:
         # encode(*, ...) reads the payload's raw bytes, JSON or not (a nested SELECT's * is its element).
         if name == "encode" and index == 0 and isinstance(node, ast.Star) and not self.nested:
+            self.uses_context = True
+
             def raw_payload(env: Env) -> Any:
                 return env.ctx.payload
             return raw_payload

@@ -64,23 +64,25 @@ class MessageContext:
         return self._trace_id
 
     def document(self) -> Any:
-        """The payload as a JSON document (dict or list), or the raw bytes when it is not JSON.
-
-        Parsed once per context, and shared with the next contexts built on the very same payload
-        object (the engine builds one context per rule for a message): documents are read-only."""
+        """The payload as a JSON document (dict or list), or the raw bytes when it is not JSON (parsed once)."""
         cached = self._doc
         if cached is not None:
             return cached[0]
-        global _last_parsed
-        payload = self.payload
-        last = _last_parsed
-        if last[0] is payload:
-            doc = last[1]
-        else:
-            doc = parse_payload(payload)
-            _last_parsed = (payload, doc)
+        doc = document_of(self.payload)
         self._doc = (doc,)
         return doc
+
+
+def document_of(payload: bytes) -> Any:
+    """:func:`parse_payload`, shared with the next call on the very same payload object: the engine
+    evaluates every rule a message reaches on one parse (documents are read-only)."""
+    global _last_parsed
+    last = _last_parsed
+    if last[0] is payload:
+        return last[1]
+    doc = parse_payload(payload)
+    _last_parsed = (payload, doc)
+    return doc
 
 
 _TRACE_PREFIX = str(uuid.uuid4())[:24]  # 8-4-4-4- of a random UUID: unique per process

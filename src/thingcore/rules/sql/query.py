@@ -23,15 +23,18 @@ class CompiledQuery:
     messages by ``topic_filter`` (``matches`` applies AWS's matching when a caller needs it)."""
 
     __slots__ = ("_assignments", "_loop_env", "_project", "_v2", "_value", "_where", "functions", "needs_services",
-                 "sql", "topic_filter", "version", "warnings")
+                 "sql", "topic_filter", "uses_context", "version", "warnings")
 
-    def __init__(self, sql: str, version: str, topic_filter: str, needs_services: bool,
+    def __init__(self, sql: str, version: str, topic_filter: str, needs_services: bool, uses_context: bool,
                  assignments: list[tuple[str, Callable[[Env], Any]]], where: Callable[[Env], Any] | None,
                  project: Callable[[Env], Any], value: bool, functions: frozenset[str], warnings: list[str]) -> None:
         self.sql = sql
         self.version = version
         self.topic_filter = topic_filter
         self.needs_services = needs_services
+        #: whether evaluation reads the message context (topic(), clientid(), SET, ...): without it the
+        #: engine builds the context only if an action needs it
+        self.uses_context = uses_context or needs_services or bool(assignments)
         self.functions = functions  # names of the functions the statement calls
         self.warnings = warnings  # things AWS accepts but evaluates as Undefined (wrong argument counts)
         self._assignments = assignments
@@ -56,28 +59,28 @@ class CompiledQuery:
     def evaluate(self, ctx: MessageContext) -> QueryResult:
         """Run SET, WHERE, then SELECT against one message (from any thread). Raises SqlRuntimeError
         when an external function fails (the rule fails, as on AWS)."""
-        out = self._select(ctx, Env(ctx, ctx.document(), {}, self.version, self._v2))
+        doc = ctx.document()
+        out = self.run(ctx, doc, Env(ctx, doc, {}, self.version, self._v2))
         return _NOT_MATCHED if out is NO_MATCH else QueryResult(True, out)
 
-    def run(self, ctx: MessageContext) -> Any:
+    def run(self, ctx: MessageContext | None, doc: Any, env: Env | None = None) -> Any:
         """:meth:`evaluate` for the event loop's message path: the SELECT output, or ``NO_MATCH`` when WHERE
-        fails. It reuses one Env per statement, which is safe because a statement evaluated in the loop
-        calls no external function, so nothing can re-enter it before it returns (nested SELECTs make
-        their own)."""
-        env = self._loop_env
+        fails. ``doc`` is the parsed payload; ``ctx`` may be None when the statement does not
+        ``uses_context``. Without ``env`` it reuses one Env per statement, which is safe in the loop: a
+        statement evaluated there calls no external function, so nothing can re-enter it before it
+        returns (nested SELECTs make their own)."""
         if env is None:
-            env = self._loop_env = Env(ctx, None, {}, self.version, self._v2)
-        env.ctx = ctx
-        env.root = env.row = ctx.document()
-        return self._select(ctx, env)
-
-    def _select(self, ctx: MessageContext, env: Env) -> Any:
+            env = self._loop_env
+            if env is None:
+                env = self._loop_env = Env(ctx, doc, {}, self.version, self._v2)
+            env.ctx = ctx
+            env.root = env.row = doc
         if self._assignments:
             variables = env.variables = {}
             for name, fn in self._assignments:
                 variables[name] = fn(env)
             ctx._variables = variables
-        elif ctx._variables is not None:  # a context evaluated by an earlier statement with SET
+        elif ctx is not None and ctx._variables is not None:  # evaluated by an earlier statement with SET
             ctx._variables = None
         where = self._where
         if where is not None and where(env) is not True:
@@ -116,8 +119,8 @@ def compile_sql(sql: str, version: str | None = "2016-03-23") -> CompiledQuery:
     assignments = _assignments(compiler, tree)
     where = compiler.expr(tree.where) if tree.where is not None else None
     project = compiler.projection(tree)
-    return CompiledQuery(sql, version, topic_filter, compiler.needs_services, assignments, where, project,
-                         tree.value, frozenset(compiler.functions), compiler.warnings)
+    return CompiledQuery(sql, version, topic_filter, compiler.needs_services, compiler.uses_context, assignments,
+                         where, project, tree.value, frozenset(compiler.functions), compiler.warnings)
 
 
 def _assignments(compiler: Compiler, tree: ast.Select) -> list[tuple[str, Callable[[Env], Any]]]:
