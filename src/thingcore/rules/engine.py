@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from thingcore.broker.message import Message
 from thingcore.mqtt.topics import topic_matches
@@ -163,6 +164,7 @@ class RulesEngine:
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_msg: Message | None = None
+        self._last_doc: Any = None
         self._trace_seq = 0  # trace ids: the context formats them from this counter when one is read
         self._retired: set[asyncio.Task] = set()
 
@@ -246,11 +248,22 @@ class RulesEngine:
     def run(self, rule: CompiledRule, msg: Message, topic: str) -> None:
         """Evaluate one rule for one message (``topic`` as ``topic()`` sees it) and fire its actions."""
         rule.metrics.received += 1
-        if msg is not self._last_msg:  # one trace id per message, shared by every rule it reaches
+        if msg is not self._last_msg:  # one trace id and one parse per message, shared by every rule it reaches
             self._last_msg = msg
             self._trace_seq += 1
+            payload = msg.payload
+            doc = None
+            if payload[:1] == b"{":  # document_of(), inlined for the usual JSON object
+                try:
+                    doc = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    pass
+                if type(doc) is not dict:
+                    doc = None
+            self._last_doc = doc = doc if doc is not None else document_of(payload)
+        else:
+            doc = self._last_doc
         query = rule.query
-        doc = document_of(msg.payload)
         if query.uses_context:
             ctx = self.context(rule, msg, topic, doc)
             if query.needs_services:

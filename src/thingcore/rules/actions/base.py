@@ -22,9 +22,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
+
 from thingcore.rules.metrics import ActionMetrics
 from thingcore.rules.sql.context import MessageContext
-from thingcore.rules.sql.values import dumps, output_to_bytes
+from thingcore.rules.sql.values import bytes_as_text, dumps, output_to_bytes
 
 log = logging.getLogger("thingcore.rules")
 
@@ -111,7 +113,11 @@ class Firing:
             out = self.output
             t = type(out)
             if t is dict or t is list:
-                payload = self._payload = dumps(out)
+                try:  # dumps(), inlined for the usual output
+                    payload = orjson.dumps(out, default=bytes_as_text)
+                except TypeError:
+                    payload = dumps(out)
+                self._payload = payload
             elif t is bytes:
                 payload, self.is_json = out, False
                 self._payload = payload

@@ -124,6 +124,7 @@ class Compiler:
             def attr1(env: Env) -> Any:
                 r = env.row
                 return r.get(k, UNDEFINED) if type(r) is dict else UNDEFINED
+            attr1.path_key = k  # type: ignore[attr-defined]  # comparisons with a constant read it inline
             return attr1
         if len(keys) == 2:
             k1, k2 = keys
@@ -442,6 +443,7 @@ class Compiler:
         if len(steps) == 1 and steps[0][0] == "*":
             def select_star(env: Env) -> Any:
                 return env.row
+            select_star.is_star = True  # type: ignore[attr-defined]  # evaluate() reads the row itself
             return select_star
         if all(kind == "key" for kind, _, _ in steps):
             pairs = tuple((key, fn) for _, key, fn in steps)
@@ -487,6 +489,7 @@ def _path_v2(keys: tuple[str, ...]) -> Fn:
                 return UNDEFINED
             v = r.get(k, UNDEFINED)
             return whole_to_int(v) if type(v) is float else v
+        attr1.path_key = k  # type: ignore[attr-defined]
         return attr1
 
     def attrn(env: Env) -> Any:
@@ -541,6 +544,16 @@ def _compare_const(op: str, left: Fn, c: Any) -> Fn | None:
     if (tc is int or tc is float) and op in _ORDER:
         slow = BINARY[op]
         cmp = _ORDER[op]
+        key = getattr(left, "path_key", None)
+        if key is not None:  # ``name > 30``: the attribute read inline (a whole float orders like its Int)
+            def compare_key_number(env: Env) -> Any:
+                r = env.row
+                a = r.get(key, UNDEFINED) if type(r) is dict else UNDEFINED
+                ta = type(a)
+                if ta is int or ta is float:
+                    return cmp(a, c)
+                return slow(a, c)
+            return compare_key_number
 
         def compare_number(env: Env) -> Any:
             a = left(env)

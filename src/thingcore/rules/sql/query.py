@@ -22,8 +22,8 @@ class CompiledQuery:
     """A compiled statement. ``evaluate`` does not look at the topic: the rules engine routes
     messages by ``topic_filter`` (``matches`` applies AWS's matching when a caller needs it)."""
 
-    __slots__ = ("_assignments", "_loop_env", "_project", "_v2", "_value", "_where", "functions", "needs_services",
-                 "sql", "topic_filter", "uses_context", "version", "warnings")
+    __slots__ = ("_assignments", "_loop_env", "_project", "_star", "_v2", "_value", "_where", "functions",
+                 "needs_services", "sql", "topic_filter", "uses_context", "version", "warnings")
 
     def __init__(self, sql: str, version: str, topic_filter: str, needs_services: bool, uses_context: bool,
                  assignments: list[tuple[str, Callable[[Env], Any]]], where: Callable[[Env], Any] | None,
@@ -40,6 +40,7 @@ class CompiledQuery:
         self._assignments = assignments
         self._where = where
         self._project = project
+        self._star = getattr(project, "is_star", False)  # plain ``SELECT *``: the output is the row
         self._value = value
         self._v2 = version != "2015-10-08"
         self._loop_env: Env | None = None
@@ -85,7 +86,7 @@ class CompiledQuery:
         where = self._where
         if where is not None and where(env) is not True:
             return NO_MATCH
-        out = self._project(env)
+        out = env.row if self._star else self._project(env)
         if out is UNDEFINED:
             return b""
         if self._v2:

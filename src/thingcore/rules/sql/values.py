@@ -260,14 +260,15 @@ def sql_compare(a: Any, b: Any) -> Any:
 def dumps(v: Any) -> bytes:
     """Compact JSON; Undefined members of objects and arrays are left out (they have no JSON form)."""
     try:
-        return orjson.dumps(v, default=_orjson_default)
+        return orjson.dumps(v, default=bytes_as_text)
     except TypeError:
         # orjson refuses integers beyond 64 bits; AWS Ints may have 34 digits.
         return json.dumps(_strip_undefined(v), separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False, default=_json_default).encode("utf-8")
 
 
-def _orjson_default(o: Any) -> Any:
+def bytes_as_text(o: Any) -> Any:
+    """orjson's ``default``: bytes inside an output are written as (UTF-8) text; anything else is refused."""
     if isinstance(o, (bytes, bytearray)):
         return o.decode("utf-8", "replace")
     raise TypeError
