@@ -91,11 +91,20 @@ class CompiledQuery:
             return b""
         if self._v2:
             t = type(out)
-            if t is dict or t is list or t is float:
-                try:
-                    out = normalize_v2(out)
-                except RecursionError:  # a document nested ~1000 deep: output it as parsed
-                    pass
+            if t is dict:  # most objects hold no float and no container: nothing to normalize, no call
+                for x in out.values():
+                    tx = type(x)
+                    if tx is float or tx is dict or tx is list:
+                        return _normalized(out)
+            elif t is list or t is float:
+                return _normalized(out)
+        return out
+
+
+def _normalized(out: Any) -> Any:
+    try:
+        return normalize_v2(out)
+    except RecursionError:  # a document nested ~1000 deep: output it as parsed
         return out
 
 
