@@ -42,6 +42,7 @@ _MAX_HEADER = 1024
 class RepublishAction(Action):
     kind = "republish"
     failed_action = "RepublishAction"
+    durable = False  # the broker takes the message over: persistent sessions have their own durability
     concurrency = 16  # only waits when a copy must be committed for a persistent session
     inline = True  # broker.publish returns at once (or a commit future to wait for)
 
