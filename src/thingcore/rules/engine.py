@@ -47,7 +47,7 @@ from thingcore.rules.model import (
     payload_of,
     rule_arn,
 )
-from thingcore.rules.outbox import ERROR_ACTION, Entry, Outbox, replay
+from thingcore.rules.outbox import ERROR_ACTION, Entry, Outbox, fingerprint, replay
 from thingcore.rules.services import Services
 from thingcore.rules.sql import MessageContext, SqlError, compile_sql, compile_template
 from thingcore.rules.store import RuleFileError, RuleStore, read_directory
@@ -502,6 +502,15 @@ class RulesEngine:
     async def _put(self, name: str, payload: Any, created_at: float | None) -> dict[str, Any]:
         normalized = normalize_payload(payload)
         resource = make_resource(name, normalized, self.arn(name), created_at)
+        current = self.rules.get(name)
+        if current is not None and current.error is None and fingerprint(payload_of(current.resource)) == \
+                fingerprint(normalized):
+            # only the description or ruleDisabled changed: the running rule keeps its pending deliveries
+            await self.store.save(resource)
+            self._unindex(current)
+            current.resource = resource
+            self._index(current)
+            return resource
         rule = self._compile(name, normalized, resource)
         await self.store.save(resource)
         self._swap(name, rule)
