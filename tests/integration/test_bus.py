@@ -110,3 +110,26 @@ async def test_bus_unsubscribe_stops_delivery_and_handler_errors_are_contained(s
     server.broker.publish(Message("x/2", b"b"))
     await asyncio.sleep(0)
     assert seen == ["x/1"]  # the failing handler did not stop the other one, and unsubscribe took effect
+
+
+async def test_a_future_returned_by_a_bus_handler_holds_back_the_puback(server: Server) -> None:
+    """How the rules engine makes a QoS 1 PUBACK wait until the message's outbox entries are committed."""
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[None] = loop.create_future()
+    server.broker.subscribe("gate/#", lambda msg: gate if msg.qos else None)
+    server.broker.subscribe("gate/#", lambda msg: 42)  # not a future: ignored
+    acked: dict[int, asyncio.Event] = {}
+    pub = _client("gated")
+    pub.on_publish = lambda _c, _u, mid, *a: loop.call_soon_threadsafe(acked.setdefault(mid, asyncio.Event()).set)
+    await _connect(pub, server.listeners[0].port)
+    try:
+        qos0 = pub.publish("gate/a", b"0", qos=0).mid
+        qos1 = pub.publish("gate/b", b"1", qos=1).mid
+        await asyncio.wait_for(acked.setdefault(qos0, asyncio.Event()).wait(), 5)
+        await asyncio.sleep(0.3)
+        assert not acked.setdefault(qos1, asyncio.Event()).is_set()  # the PUBACK waits for the handler's future
+        gate.set_result(None)
+        await asyncio.wait_for(acked[qos1].wait(), 5)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()

@@ -278,3 +278,23 @@ async def test_documents_put_get_list_delete(storage: Storage) -> None:
     storage.delete_document("things", "never-there")
     assert [k for k, _ in await storage.list_documents("things")] == ["other", "thing-b", "thing-c"]
     assert await storage.get_document("rules", "thing-a") == b"not a thing"
+
+
+async def test_write_documents_puts_then_deletes_in_one_call(storage: Storage) -> None:
+    storage.put_document("outbox", "a", b"old a")
+    storage.put_document("outbox", "b", b"b")
+    storage.put_document("other", "b", b"kept: another namespace")
+    await storage.flush()
+    before = storage.stats.operations
+    fut = storage.write_documents("outbox", [("a", b"new a"), ("c", b"c"), ("d", b"d")], ["b", "d", "missing"])
+    assert await fut is None
+    assert await storage.list_documents("outbox") == [("a", b"new a"), ("c", b"c")]  # d: put, then deleted
+    assert await storage.get_document("other", "b") == b"kept: another namespace"
+    if isinstance(storage, SQLiteStorage):
+        assert storage.stats.operations == before + 1  # one operation in the writer, whatever the count
+    assert await storage.write_documents("outbox", [], []) is None
+
+
+def test_only_memory_storage_is_not_persistent(tmp_path: Path) -> None:
+    assert MemoryStorage.persistent is False
+    assert SQLiteStorage(tmp_path / "x.db").persistent is True

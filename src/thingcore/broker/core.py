@@ -66,11 +66,17 @@ class BusSubscription:
         self.handler = handler
         self.qos = qos
 
-    def deliver(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...], cache: dict | None) -> None:
+    def deliver(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...],
+                cache: dict | None) -> asyncio.Future | None:
+        """Call the handler; a future it returns (the rules engine's outbox commit) holds back the PUBACK."""
         try:
-            self.handler(msg)
+            result = self.handler(msg)
         except Exception:
             log.exception("bus subscriber %s failed on %s", self.client_id, msg.topic)
+            return None
+        if result is None or not isinstance(result, asyncio.Future):
+            return None
+        return result
 
 
 def _allow_all(_identity: Identity, _action: Action, _topic: str | None) -> int:
@@ -415,15 +421,15 @@ class Broker:
         """Route one message to every matching subscriber.
 
         Returns None, or a future that resolves once every copy owed to a persistent session (and a
-        retained message) is committed to storage: the publisher's acknowledgement waits for it.
+        retained message, and the rules engine's outbox entries) is committed to storage: the
+        publisher's acknowledgement waits for it.
         """
         stats = self.stats
         stats.msgs_in += 1
         if self.congested:  # congestion is reported for the latest publish only; in-process publishers ignore it
             self.congested = []
         if msg.topic.startswith("$aws/rules/") and self.rules_ingest is not None:
-            self.rules_ingest(msg)
-            return None
+            return self.rules_ingest(msg)
         futures: list[asyncio.Future] | None = None
         if msg.retain:
             fut = self._retain(msg)

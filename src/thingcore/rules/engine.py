@@ -9,6 +9,8 @@
 - **Evaluation.** Pure statements are evaluated right in the event loop; statements that call an
   external function (``get_thing_shadow``, ``aws_lambda``, ...) in a bounded thread pool.
 - **Firing.** When WHERE passes, each action's runner queues the result (see ``actions/base.py``).
+- **Outbox.** Durable actions' pending deliveries are stored (``outbox.py``); a QoS 1/2 message's
+  acknowledgement waits for its entries, and :meth:`RulesEngine.start` replays an earlier run's.
 - **Management.** Create, replace, delete, enable and disable persist the rule before it takes effect.
 """
 
@@ -45,6 +47,7 @@ from thingcore.rules.model import (
     payload_of,
     rule_arn,
 )
+from thingcore.rules.outbox import ERROR_ACTION, Entry, Outbox, fingerprint, replay
 from thingcore.rules.services import Services
 from thingcore.rules.sql import MessageContext, SqlError, compile_sql, compile_template
 from thingcore.rules.sql.context import document_of
@@ -68,11 +71,12 @@ def sql_parse_error(exc: SqlError) -> RuleError:
 class CompiledRule:
     """A rule ready to run: its stored resource, compiled statement, action runners and counters."""
 
-    __slots__ = ("actions", "error", "error_runner", "failure_handler", "metrics", "name", "query", "resource",
-                 "runners", "topic_filter")
+    __slots__ = ("actions", "error", "error_runner", "failure_handler", "journal", "metrics", "name", "query",
+                 "resource", "runners", "topic_filter")
 
     def __init__(self, name: str, resource: dict[str, Any], query: Any, actions: list[Action],
-                 error_action: Action | None, settings: Any, metrics: RuleMetrics | None = None) -> None:
+                 error_action: Action | None, settings: Any, metrics: RuleMetrics | None = None,
+                 outbox: Outbox | None = None) -> None:
         self.name = name
         self.resource = resource
         self.query = query
@@ -80,10 +84,14 @@ class CompiledRule:
         self.actions = actions
         rules = settings.rules
         retry = RetryPolicy(rules.max_attempts, rules.retry_delay)
-        self.runners = [ActionRunner(a, queue_size=rules.action_queue_size, retry=retry, metrics=ActionMetrics())
-                        for a in actions]
+        journal = self.journal = outbox.rule(name, payload_of(resource)) if outbox is not None else None
+        self.runners = [ActionRunner(a, queue_size=rules.action_queue_size, retry=retry, metrics=ActionMetrics(),
+                                     journal=journal.action(i) if journal is not None and a.durable else None)
+                        for i, a in enumerate(actions)]
         self.error_runner = ActionRunner(error_action, queue_size=rules.action_queue_size, retry=retry,
-                                         error_action=True) if error_action is not None else None
+                                         error_action=True,
+                                         journal=journal.action(ERROR_ACTION) if journal is not None
+                                         and error_action.durable else None) if error_action is not None else None
         #: what a firing calls when some action failed: None without an error action
         self.failure_handler = self.on_failed if self.error_runner is not None else None
         self.metrics = metrics or RuleMetrics()
@@ -104,7 +112,9 @@ class CompiledRule:
             return
         self.metrics.error_actions += 1
         doc = firing.error_document(firing.message.topic)
-        runner.submit(Firing(self.name, firing.message, firing.ctx, doc, 1, None))
+        runner.submit(firing.with_output(doc))
+        if self.journal is not None and self.journal.deferred:
+            self.journal.release(firing)  # the error document's entry is written: the failures it lists are over
 
     def all_runners(self) -> Iterator[tuple[str, int, ActionRunner]]:
         for i, runner in enumerate(self.runners):
@@ -129,13 +139,21 @@ class _FilterGroup:
         # MQTT's 'a/#' also matches 'a'; AWS's FROM 'a/#' does not
         self.parent = topic_filter[:-2] if topic_filter.endswith("/#") else None
 
-    def __call__(self, msg: Message) -> None:
+    def __call__(self, msg: Message) -> asyncio.Future | None:
+        """Run the rules; for a QoS 1/2 message, what its acknowledgement waits for (its outbox entries)."""
         topic = msg.topic
         if topic == self.parent:
-            return
+            return None
         run = self.engine.run
+        outbox = self.engine.outbox
+        if outbox is None or not msg.qos:
+            for rule in self.rules:
+                run(rule, msg, topic)
+            return None
+        before = outbox.adds
         for rule in self.rules:
             run(rule, msg, topic)
+        return outbox.commit_future() if outbox.adds != before else None
 
 
 class RulesEngine:
@@ -143,6 +161,9 @@ class RulesEngine:
         self.settings = settings
         self.broker = broker
         self.store = RuleStore(storage)
+        #: pending deliveries of durable actions; None when nothing would survive a restart anyway (memory storage)
+        self.outbox: Outbox | None = Outbox(storage) if getattr(storage, "persistent", False) else None
+        self._replay: asyncio.Task | None = None
         rs = settings.rules
         try:
             self.functions = FunctionRunner(settings.functions, workers=rs.function_workers,
@@ -156,7 +177,7 @@ class RulesEngine:
         self.env = ActionEnv(broker, settings, compile_template, self.functions, self._http_client)
         self.rules: dict[str, CompiledRule] = {}
         self.metrics = EngineMetrics()
-        self.collector = RulesCollector(self._metric_rows, self.metrics, lambda: len(self.rules))
+        self.collector = RulesCollector(self._metric_rows, self.metrics, lambda: len(self.rules), self.outbox)
         self._groups: dict[str, _FilterGroup] = {}
         self._http: httpx.AsyncClient | None = None
         self._eval_pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -181,13 +202,15 @@ class RulesEngine:
             except RuleError as exc:
                 log.error("stored rule %s cannot run: %s (it is kept; fix it with ReplaceTopicRule)", name,
                           exc.message)
-                rule = CompiledRule(name, resource, None, [], None, self.settings)
+                rule = CompiledRule(name, resource, None, [], None, self.settings, outbox=self.outbox)
                 rule.error = exc.message
             self.rules[name] = rule
             self._index(rule)
         directory = self.settings.rules.directory
         if directory is not None:
             await self._apply_directory(Path(directory))
+        if self.outbox is not None:  # in the background: a backlog is fed to the runners as their queues drain
+            self._replay = asyncio.create_task(replay(self.outbox, self.rules, self._resume, self.metrics))
         self.broker.rules_ingest = self.ingest
         log.info("rules engine: %d rules, %d topic filters", len(self.rules), len(self._groups))
 
@@ -207,14 +230,20 @@ class RulesEngine:
                 log.info("rule %s applied from %s", name, path)
 
     async def stop(self, grace: float = 0.0) -> None:
+        """Stop; deliveries still pending after ``grace`` keep their outbox entries for the next start."""
         if getattr(self.broker, "rules_ingest", None) == self.ingest:
             self.broker.rules_ingest = None
         for group in self._groups.values():
             self.broker.unsubscribe(group.subscription)
         self._groups.clear()
+        if self._replay is not None:
+            self._replay.cancel()
+            await asyncio.gather(self._replay, return_exceptions=True)
         await asyncio.gather(*(rule.close(grace) for rule in self.rules.values()), return_exceptions=True)
         for task in list(self._retired):
             task.cancel()
+        if self.outbox is not None:
+            await self.outbox.flush()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -231,19 +260,26 @@ class RulesEngine:
 
     # -- the message path ----------------------------------------------------------------------------
 
-    def ingest(self, msg: Message) -> None:
-        """Basic Ingest: ``$aws/rules/<ruleName>[/<topic>]`` reaches that rule only."""
+    def ingest(self, msg: Message) -> asyncio.Future | None:
+        """Basic Ingest: ``$aws/rules/<ruleName>[/<topic>]`` reaches that rule only.
+
+        Returns what a QoS 1/2 publisher's acknowledgement waits for (the message's outbox entries), or None."""
         name, _, topic = msg.topic[_INGEST_LEN:].partition("/")
         rule = self.rules.get(name)
         if rule is None or not rule.runnable:
             self.metrics.ingest_unknown += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("Basic Ingest message for missing or disabled rule %r dropped", name)
-            return
+            return None
+        outbox = self.outbox
+        before = outbox.adds if outbox is not None else 0
         try:
             self.run(rule, msg, topic)
         except Exception:  # the publisher's connection must not pay for a rules bug
             log.exception("rule %s failed on a Basic Ingest message", name)
+        if msg.qos and outbox is not None and outbox.adds != before:
+            return outbox.commit_future()
+        return None
 
     def run(self, rule: CompiledRule, msg: Message, topic: str) -> None:
         """Evaluate one rule for one message (``topic`` as ``topic()`` sees it) and fire its actions."""
@@ -323,6 +359,15 @@ class RulesEngine:
         if result.matched:
             self.fire(rule, msg, ctx, result.output)
 
+    def _resume(self, rule: CompiledRule, runner: ActionRunner, entry: Entry, handle: Any) -> None:
+        """A delivery pending at the last stop (outbox replay): its firing rebuilt, given to its runner."""
+        msg = entry.message
+        ctx = MessageContext(entry.topic, msg.payload, msg.client_id, msg.principal, msg.source_address,
+                             msg.properties, int(msg.received_at * 1000), entry.trace_id, rule.name, self.services)
+        # one action per firing now: its failure gets its own error document
+        on_failed = rule.on_failed if runner is not rule.error_runner and rule.error_runner is not None else None
+        runner.submit(Firing(rule.name, msg, ctx, entry.output, 1, on_failed), handle)
+
     def fire(self, rule: CompiledRule, msg: Message, ctx: Any, output: Any) -> None:
         rule.metrics.matched += 1
         runners = rule.runners
@@ -369,7 +414,7 @@ class RulesEngine:
         err = self.build_action(error_action, "errorAction", version, error_action=True) if error_action else None
         old = self.rules.get(name)
         return CompiledRule(name, resource, query, actions, err, self.settings,
-                            metrics=old.metrics if old is not None else None)
+                            metrics=old.metrics if old is not None else None, outbox=self.outbox)
 
     def _index(self, rule: CompiledRule) -> None:
         topic_filter = rule.topic_filter
@@ -390,12 +435,23 @@ class RulesEngine:
             self.broker.unsubscribe(group.subscription)
             del self._groups[rule.topic_filter]
 
+    async def _retire(self, old: CompiledRule) -> None:
+        """A replaced or deleted rule: its queued deliveries get RETIRE_GRACE, then the rest is given up."""
+        await old.close(RETIRE_GRACE)
+        journal = old.journal
+        if journal is not None:
+            given_up = journal.abandon()
+            if given_up:
+                self.metrics.outbox_discarded += given_up
+                log.warning("rule %s was replaced or deleted: %d pending deliveries of the old definition given up",
+                            old.name, given_up)
+
     def _swap(self, name: str, new: CompiledRule | None) -> None:
         """Put ``new`` in place of the current rule; the old one's queued deliveries still complete."""
         old = self.rules.pop(name, None)
         if old is not None:
             self._unindex(old)
-            task = asyncio.get_running_loop().create_task(old.close(grace=RETIRE_GRACE))
+            task = asyncio.get_running_loop().create_task(self._retire(old))
             self._retired.add(task)
             task.add_done_callback(self._retired.discard)
         if new is not None:
@@ -458,6 +514,15 @@ class RulesEngine:
     async def _put(self, name: str, payload: Any, created_at: float | None) -> dict[str, Any]:
         normalized = normalize_payload(payload)
         resource = make_resource(name, normalized, self.arn(name), created_at)
+        current = self.rules.get(name)
+        if current is not None and current.error is None and fingerprint(payload_of(current.resource)) == \
+                fingerprint(normalized):
+            # only the description or ruleDisabled changed: the running rule keeps its pending deliveries
+            await self.store.save(resource)
+            self._unindex(current)
+            current.resource = resource
+            self._index(current)
+            return resource
         rule = self._compile(name, normalized, resource)
         await self.store.save(resource)
         self._swap(name, rule)
@@ -503,7 +568,10 @@ class RulesEngine:
                 "actions": actions, "at": time.time()}
 
     def engine_metrics(self) -> dict[str, Any]:
+        outbox = self.outbox
         return {"rules": len(self.rules), "topicFilters": len(self._groups), **self.metrics.as_dict(),
+                "outboxPending": outbox.pending if outbox is not None else None,
+                "outboxReplaying": outbox.replaying if outbox is not None else False,
                 "functionInvocations": self.functions.invocations, "functionFailures": self.functions.failures}
 
 

@@ -61,14 +61,17 @@ class RuleMetrics:
 
 
 class EngineMetrics:
-    __slots__ = ("evaluations_dropped", "ingest_unknown")
+    __slots__ = ("evaluations_dropped", "ingest_unknown", "outbox_discarded", "outbox_replayed")
 
     def __init__(self) -> None:
         self.ingest_unknown = 0  #: Basic Ingest messages for a rule that does not exist or is disabled
         self.evaluations_dropped = 0  #: evaluations refused because the evaluation queue was full
+        self.outbox_replayed = 0  #: deliveries pending at the last stop, queued again at start
+        self.outbox_discarded = 0  #: pending deliveries given up: their rule was deleted or changed (now or before)
 
     def as_dict(self) -> dict[str, int]:
-        return {"ingestUnknownRule": self.ingest_unknown, "evaluationsDropped": self.evaluations_dropped}
+        return {"ingestUnknownRule": self.ingest_unknown, "evaluationsDropped": self.evaluations_dropped,
+                "outboxReplayed": self.outbox_replayed, "outboxDiscarded": self.outbox_discarded}
 
 
 class RulesCollector:
@@ -78,10 +81,11 @@ class RulesCollector:
     """
 
     def __init__(self, snapshot: Callable[[], Iterable[tuple[str, RuleMetrics, list]]],
-                 engine_metrics: EngineMetrics, rule_count: Callable[[], int]) -> None:
+                 engine_metrics: EngineMetrics, rule_count: Callable[[], int], outbox: Any = None) -> None:
         self.snapshot = snapshot
         self.engine_metrics = engine_metrics
         self.rule_count = rule_count
+        self.outbox = outbox  #: thingcore.rules.outbox.Outbox, None with memory storage
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("thingcore_rules", "Rules defined", value=self.rule_count())
@@ -90,6 +94,19 @@ class RulesCollector:
                                   "disabled rule", value=em.ingest_unknown)
         yield CounterMetricFamily("thingcore_rules_evaluations_dropped", "Evaluations dropped: queue full",
                                   value=em.evaluations_dropped)
+        yield CounterMetricFamily("thingcore_rules_outbox_replayed", "Deliveries pending at the last stop, queued "
+                                  "again at start", value=em.outbox_replayed)
+        yield CounterMetricFamily("thingcore_rules_outbox_discarded", "Pending deliveries given up: their rule was "
+                                  "deleted or changed (while running, or before this start)",
+                                  value=em.outbox_discarded)
+        outbox = self.outbox
+        if outbox is not None:
+            yield GaugeMetricFamily("thingcore_rules_outbox_pending", "Deliveries of durable actions not over yet "
+                                    "(entries in the outbox, replay included)", value=outbox.pending)
+            yield CounterMetricFamily("thingcore_rules_outbox_write_failures", "Outbox batches storage could not "
+                                      "commit", value=outbox.failures)
+            yield CounterMetricFamily("thingcore_rules_outbox_unstorable", "Deliveries made without an outbox entry: "
+                                      "their output could not be encoded", value=outbox.unstorable)
         rule_families = {
             "received": CounterMetricFamily("thingcore_rule_messages", "Messages that reached the rule",
                                             labels=["rule"]),

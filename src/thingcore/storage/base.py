@@ -52,6 +52,7 @@ class Storage(ABC):
     """
 
     stats: StorageStats
+    persistent: bool = True  #: False when nothing survives the process: callers may skip work meant for a restart
 
     @abstractmethod
     async def open(self) -> None:
@@ -114,6 +115,15 @@ class Storage(ABC):
     @abstractmethod
     def delete_document(self, namespace: str, key: str) -> asyncio.Future[None]:
         """Delete one document; a missing key is not an error."""
+
+    def write_documents(self, namespace: str, puts: list[tuple[str, bytes]],
+                        deletes: list[str]) -> asyncio.Future[None]:
+        """Insert or replace ``puts``, then delete ``deletes``: many small documents for the price of one write
+        call (the rules outbox writes and deletes one per delivery). A backend may override it with one statement.
+        """
+        futures = [self.put_document(namespace, key, value) for key, value in puts]
+        futures += [self.delete_document(namespace, key) for key in deletes]
+        return asyncio.gather(*futures)  # type: ignore[return-value]
 
     @abstractmethod
     async def get_document(self, namespace: str, key: str) -> bytes | None:

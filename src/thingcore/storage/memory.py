@@ -14,6 +14,8 @@ from .base import Storage, StorageStats, StoredSession
 class MemoryStorage(Storage):
     """Same semantics as :class:`~thingcore.storage.sqlite.SQLiteStorage`, without a disk."""
 
+    persistent = False
+
     def __init__(self) -> None:
         self.stats = StorageStats()
         self._retained: dict[str, bytes] = {}
@@ -126,6 +128,16 @@ class MemoryStorage(Storage):
     def delete_document(self, namespace: str, key: str) -> asyncio.Future[None]:
         fut = self._done()
         self._documents.get(namespace, {}).pop(key, None)
+        return fut
+
+    def write_documents(self, namespace: str, puts: list[tuple[str, bytes]],
+                        deletes: list[str]) -> asyncio.Future[None]:
+        fut = self._done()
+        docs = self._documents.setdefault(namespace, {})
+        for key, value in puts:
+            docs[key] = bytes(value)
+        for key in deletes:
+            docs.pop(key, None)
         return fut
 
     async def get_document(self, namespace: str, key: str) -> bytes | None:

@@ -149,6 +149,17 @@ def _op_delete_document(cur: sqlite3.Cursor, namespace: str, key: str) -> None:
     cur.execute("DELETE FROM documents WHERE namespace = ? AND key = ?", (namespace, key))
 
 
+def _op_write_documents(cur: sqlite3.Cursor, namespace: str, puts: list[tuple[str, bytes]], deletes: list[str]) -> None:
+    if puts:
+        cur.executemany(
+            "INSERT INTO documents (namespace, key, value) VALUES (?, ?, ?)"
+            " ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+            [(namespace, key, value) for key, value in puts],
+        )
+    if deletes:
+        cur.executemany("DELETE FROM documents WHERE namespace = ? AND key = ?", [(namespace, key) for key in deletes])
+
+
 def _resolve(futures: list[asyncio.Future[Any]], errors: list[BaseException | None] | None) -> None:
     """Runs on the event loop: resolve one batch's futures (skipping any the caller cancelled)."""
     if errors is None:
@@ -363,6 +374,10 @@ class SQLiteStorage(Storage):
 
     def delete_document(self, namespace: str, key: str) -> asyncio.Future[None]:
         return self._submit(_op_delete_document, (namespace, key))
+
+    def write_documents(self, namespace: str, puts: list[tuple[str, bytes]],
+                        deletes: list[str]) -> asyncio.Future[None]:
+        return self._submit(_op_write_documents, (namespace, list(puts), list(deletes)))
 
     # --- writer thread -------------------------------------------------------------------------
 

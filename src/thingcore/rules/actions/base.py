@@ -7,6 +7,8 @@ that may be temporary is tried again after an exponential back-off that waits on
 worker, so a dead destination neither blocks its own queue nor slows anything else. When the last
 try fails, or the queue is full, the firing records the failure; once every action of the firing
 is done, the rule's error action receives one error document listing all failures (AWS's shape).
+A durable action's runner also writes each queued delivery to the outbox (``rules/outbox.py``) and
+deletes it when the delivery is over, so deliveries pending at a crash are made after the restart.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, ClassVar
 import orjson
 
 from thingcore.rules.metrics import ActionMetrics
-from thingcore.rules.sql.context import MessageContext
+from thingcore.rules.sql.context import MessageContext, format_trace_id
 from thingcore.rules.sql.values import bytes_as_text, dumps, output_to_bytes
 
 log = logging.getLogger("thingcore.rules")
@@ -92,6 +94,16 @@ class Firing:
         self.services = services
         self._doc = doc
 
+    def with_output(self, output: Any) -> Firing:
+        """A firing of the same message and context with another output (the error action's document)."""
+        return Firing(self.rule_name, self.message, self._ctx, output, 1, None, self.topic, self.trace_seq,
+                      self.services, self._doc)
+
+    @property
+    def trace_id(self) -> str | None:
+        ctx = self._ctx
+        return ctx.trace_id if ctx is not None else format_trace_id(self.trace_seq)
+
     @property
     def ctx(self) -> MessageContext:
         """The SQL MessageContext that templates are evaluated against."""
@@ -142,7 +154,7 @@ class Firing:
         return {
             "ruleName": self.rule_name,
             "topic": topic,
-            "cloudwatchTraceId": self.ctx.trace_id or "",
+            "cloudwatchTraceId": self.trace_id or "",
             "clientId": msg.client_id or "n/a",
             "base64OriginalPayload": base64.b64encode(msg.payload).decode(),
             "failures": list(self.failures or ()),
@@ -156,6 +168,7 @@ class Action:
     failed_action: ClassVar[str]  #: its name in error documents, e.g. ``RepublishAction``
     concurrency: int = 1  #: deliveries in flight at once for this action
     inline: bool = False  #: deliveries complete synchronously (mostly): may run right in ``submit``
+    durable: bool = True  #: pending deliveries go to the outbox; False when the destination keeps nothing
 
     def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:
         self.params = params
@@ -206,11 +219,12 @@ class RetryPolicy:
 
 
 class _Job:
-    __slots__ = ("attempts", "firing")
+    __slots__ = ("attempts", "entry", "firing")
 
-    def __init__(self, firing: Firing) -> None:
+    def __init__(self, firing: Firing, entry: Any = None) -> None:
         self.firing = firing
         self.attempts = 0
+        self.entry = entry  #: its outbox entry (durable actions): what the journal ends when the delivery is over
 
 
 # > 0 while an inline delivery runs: what it triggers is queued, so rule loops never recurse. A module global,
@@ -224,8 +238,9 @@ class ActionRunner:
     LOG_EVERY = 10.0  #: seconds between failure log lines of one action (the counters count every failure)
 
     def __init__(self, action: Action, *, queue_size: int, retry: RetryPolicy, metrics: ActionMetrics | None = None,
-                 error_action: bool = False) -> None:
+                 error_action: bool = False, journal: Any = None) -> None:
         self.action = action
+        self.journal = journal  #: the action's outbox entries (thingcore.rules.outbox.ActionJournal), or None
         self.queue: deque[_Job] = deque()
         self.queue_size = queue_size
         self.retry = retry
@@ -244,16 +259,19 @@ class ActionRunner:
     def label(self) -> str:
         return self.action.kind
 
-    def submit(self, firing: Firing) -> None:
+    def submit(self, firing: Firing, entry: Any = None) -> None:
         """Queue a delivery (never blocks, never raises). A full queue fails the delivery at once.
 
         An action that completes synchronously (republish) is delivered right here when nothing of it
-        is queued, so a burst read in one loop turn does not pile up behind the worker's next turn."""
+        is queued, so a burst read in one loop turn does not pile up behind the worker's next turn.
+        ``entry``: the outbox entry of a replayed delivery; else a durable action adds one here."""
         if self.closed or len(self.queue) >= self.queue_size:
             self.metrics.dropped += 1
             self._fail(firing, "the action's queue is full: message dropped" if not self.closed
-                       else "the rule was stopped before delivery")
+                       else "the rule was stopped before delivery", 0, entry)
             return
+        if entry is None and self.journal is not None:
+            entry = self.journal.add(firing)
         global _inline_depth
         self.metrics.fired += 1
         if self.inline and not _inline_depth and not self.queue and not self.active:
@@ -261,7 +279,7 @@ class ActionRunner:
             try:
                 pending = self.action.execute(firing)
             except Exception as exc:
-                job = _Job(firing)
+                job = _Job(firing, entry)
                 job.attempts = 1
                 self._error(job, exc)
                 return
@@ -270,12 +288,14 @@ class ActionRunner:
             if pending is None:
                 self.metrics.observe(time.time() - firing.received_at)
                 firing.done(None)
+                if entry is not None:
+                    self.journal.done(firing, entry)
             else:  # it has to wait (a copy being committed): a worker finishes it
-                job = _Job(firing)
+                job = _Job(firing, entry)
                 job.attempts = 1
                 self._spawn(job, pending, fresh=False)
             return
-        self.queue.append(_Job(firing))
+        self.queue.append(_Job(firing, entry))
         self._wake()
 
     def _wake(self) -> None:
@@ -333,13 +353,15 @@ class ActionRunner:
         firing = job.firing
         self.metrics.observe(time.time() - firing.received_at)
         firing.done(None)
+        if job.entry is not None:
+            self.journal.done(firing, job.entry)
 
     def _error(self, job: _Job, exc: Exception) -> None:
         firing = job.firing
         if not isinstance(exc, ActionError):  # a bug in an action must not kill the worker
             log.error("rule %s: %s action crashed", firing.rule_name, self.label, exc_info=exc)
             self.metrics.failed += 1
-            self._fail(firing, f"internal error: {exc!r}", job.attempts)
+            self._fail(firing, f"internal error: {exc!r}", job.attempts, job.entry)
             return
         if exc.retryable and job.attempts < self.retry.max_attempts and not self.closed:
             self.metrics.retried += 1
@@ -354,17 +376,17 @@ class ActionRunner:
             self._timers.add(timer)
             return
         self.metrics.failed += 1
-        self._fail(firing, exc.message, job.attempts)
+        self._fail(firing, exc.message, job.attempts, job.entry)
 
     def _requeue(self, job: _Job) -> None:
         if self.closed or len(self.queue) >= self.queue_size:
             self.metrics.dropped += 1
-            self._fail(job.firing, "the action's queue is full: retry dropped", job.attempts)
+            self._fail(job.firing, "the action's queue is full: retry dropped", job.attempts, job.entry)
             return
         self.queue.append(job)
         self._wake()
 
-    def _fail(self, firing: Firing, message: str, attempts: int = 0) -> None:
+    def _fail(self, firing: Firing, message: str, attempts: int = 0, entry: Any = None) -> None:
         try:
             resource = self.action.resource(firing)
         except Exception:  # a template that cannot render still deserves its error document
@@ -373,9 +395,11 @@ class ActionRunner:
         self._log_failure(firing.rule_name, resource, message + tries)
         if self.error_action:
             firing.done(None)
-            return
-        firing.done({"failedAction": self.action.failed_action, "failedResource": resource,
-                     "errorMessage": message + tries})
+        else:
+            firing.done({"failedAction": self.action.failed_action, "failedResource": resource,
+                         "errorMessage": message + tries})
+        if entry is not None:  # after done(): the error document's own entry is added first
+            self.journal.done(firing, entry, failed=True)
 
     def _log_failure(self, rule: str, resource: str, message: str) -> None:
         """At most one line per LOG_EVERY seconds per action: a dead destination must not flood the log."""
@@ -393,7 +417,9 @@ class ActionRunner:
         return len(self.queue)
 
     async def close(self, grace: float = 0.0) -> None:
-        """Stop: give queued deliveries up to ``grace`` seconds, then cancel what is left."""
+        """Stop: give queued deliveries up to ``grace`` seconds, then cancel what is left.
+
+        What is left keeps its outbox entries: delivered at the next start (or deleted by the caller)."""
         if grace > 0 and (self.queue or self.active):
             deadline = time.monotonic() + grace
             while (self.queue or self.active) and time.monotonic() < deadline:

@@ -30,6 +30,7 @@ _PARAMS = ("metricNamespace", "metricName", "metricValue", "metricUnit")
 class CloudwatchMetricAction(Action):
     kind = "cloudwatchMetric"
     failed_action = "CloudwatchMetricAction"
+    durable = False  # the series lives in memory only: a restart loses it anyway
     inline = True  # a dictionary write
 
     def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:

@@ -43,6 +43,7 @@ _CHEAP_TOPIC_LEN = 16383  # characters: at most 4 bytes each, so below MQTT's 65
 class RepublishAction(Action):
     kind = "republish"
     failed_action = "RepublishAction"
+    durable = False  # the broker takes the message over: persistent sessions have their own durability
     concurrency = 16  # only waits when a copy must be committed for a persistent session
     inline = True  # broker.publish returns at once (or a commit future to wait for)
 

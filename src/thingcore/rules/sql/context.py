@@ -61,8 +61,8 @@ class MessageContext:
     def trace_id(self) -> str | None:
         """The message's trace id (``traceid()``, error documents): a UUID made of a per-process random
         prefix and the engine's message counter, formatted on first use."""
-        if self._trace_id is None and self.trace_seq:
-            self._trace_id = f"{_TRACE_PREFIX}{self.trace_seq & 0xFFFFFFFFFFFF:012x}"
+        if self._trace_id is None:
+            self._trace_id = format_trace_id(self.trace_seq)
         return self._trace_id
 
     def document(self) -> Any:
@@ -73,6 +73,11 @@ class MessageContext:
         doc = document_of(self.payload)
         self._doc = (doc,)
         return doc
+
+
+def format_trace_id(seq: int) -> str | None:
+    """Trace id number ``seq`` of this process (None for 0: no trace id)."""
+    return f"{_TRACE_PREFIX}{seq & 0xFFFFFFFFFFFF:012x}" if seq else None
 
 
 def document_of(payload: bytes) -> Any:
