@@ -402,13 +402,16 @@ class Broker:
     def subscribe(self, topic_filter: str, handler: MessageHandler, *, qos: int = 1,
                   name: str | None = None) -> BusSubscription:
         """Call ``handler(message)`` for every message matching the filter (in the event loop)."""
+        self._bus_seq += 1
+        return self.add_bus_subscription(BusSubscription(name or f"$bus/{self._bus_seq}", topic_filter, handler, qos))
+
+    def add_bus_subscription(self, sub: BusSubscription) -> BusSubscription:
+        """Add a ready-made bus subscription: a subclass may override ``deliver`` (one call less per message)."""
         from thingcore.mqtt.topics import parse_shared, validate_topic_filter
 
-        group, bare = parse_shared(topic_filter)
+        group, bare = parse_shared(sub.filter)
         validate_topic_filter(bare)
-        self._bus_seq += 1
-        sub = BusSubscription(name or f"$bus/{self._bus_seq}", topic_filter, handler, qos)
-        self.router.add(sub, bare, Entry(qos), group)
+        self.router.add(sub, bare, Entry(sub.qos), group)
         return sub
 
     def unsubscribe(self, sub: BusSubscription) -> None:

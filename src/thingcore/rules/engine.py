@@ -1,6 +1,6 @@
 """The rules engine: rules indexed by their FROM filter on the broker's bus, Basic Ingest, evaluation, firing.
 
-- **Index.** Every distinct FROM filter has one bus subscription (``broker.subscribe``) shared by the
+- **Index.** Every distinct FROM filter has one bus subscription (``broker.add_bus_subscription``) shared by the
   enabled rules with that filter, so the broker's trie decides which rules a message reaches and a
   message costs nothing for rules it cannot match.
 - **Basic Ingest.** The broker hands every message on ``$aws/rules/...`` to :meth:`RulesEngine.ingest`
@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import orjson
 
+from thingcore.broker.core import BusSubscription
 from thingcore.broker.message import Message
 from thingcore.mqtt.topics import topic_matches
 from thingcore.rules.actions import ACTIONS, Action, ActionConfigError, ActionEnv, ActionRunner, Firing
@@ -127,33 +128,36 @@ class CompiledRule:
             await runner.close(grace)
 
 
-class _FilterGroup:
-    """The enabled rules sharing one FROM filter, called by the bus for each matching message."""
+class _FilterGroup(BusSubscription):
+    """The enabled rules sharing one FROM filter: the bus subscription that runs them for each message."""
 
-    __slots__ = ("engine", "parent", "rules", "subscription")
+    __slots__ = ("engine", "parent", "rules")
 
     def __init__(self, engine: RulesEngine, topic_filter: str) -> None:
+        super().__init__(f"$rules/{topic_filter}", topic_filter, None, 1)  # type: ignore[arg-type]
         self.engine = engine
         self.rules: list[CompiledRule] = []
-        self.subscription: Any = None
         # MQTT's 'a/#' also matches 'a'; AWS's FROM 'a/#' does not
         self.parent = topic_filter[:-2] if topic_filter.endswith("/#") else None
 
-    def __call__(self, msg: Message) -> asyncio.Future | None:
+    def deliver(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...],
+                cache: dict | None) -> asyncio.Future | None:
         """Run the rules; for a QoS 1/2 message, what its acknowledgement waits for (its outbox entries)."""
         topic = msg.topic
         if topic == self.parent:
             return None
-        run = self.engine.run
-        outbox = self.engine.outbox
-        if outbox is None or not msg.qos:
+        engine = self.engine
+        run = engine.run
+        outbox = engine.outbox
+        before = outbox.adds if outbox is not None else 0
+        try:
             for rule in self.rules:
                 run(rule, msg, topic)
-            return None
-        before = outbox.adds
-        for rule in self.rules:
-            run(rule, msg, topic)
-        return outbox.commit_future() if outbox.adds != before else None
+        except Exception:  # the publisher's connection must not pay for a rules bug
+            log.exception("rules on %s failed on a message to %s", self.filter, topic)
+        if msg.qos and outbox is not None and outbox.adds != before:
+            return outbox.commit_future()
+        return None
 
 
 class RulesEngine:
@@ -234,7 +238,7 @@ class RulesEngine:
         if getattr(self.broker, "rules_ingest", None) == self.ingest:
             self.broker.rules_ingest = None
         for group in self._groups.values():
-            self.broker.unsubscribe(group.subscription)
+            self.broker.unsubscribe(group)
         self._groups.clear()
         if self._replay is not None:
             self._replay.cancel()
@@ -422,8 +426,7 @@ class RulesEngine:
             return
         group = self._groups.get(topic_filter)
         if group is None:
-            group = self._groups[topic_filter] = _FilterGroup(self, topic_filter)
-            group.subscription = self.broker.subscribe(topic_filter, group, name=f"$rules/{topic_filter}")
+            group = self._groups[topic_filter] = self.broker.add_bus_subscription(_FilterGroup(self, topic_filter))
         group.rules.append(rule)
 
     def _unindex(self, rule: CompiledRule) -> None:
@@ -432,7 +435,7 @@ class RulesEngine:
             return
         group.rules.remove(rule)
         if not group.rules:
-            self.broker.unsubscribe(group.subscription)
+            self.broker.unsubscribe(group)
             del self._groups[rule.topic_filter]
 
     async def _retire(self, old: CompiledRule) -> None:
