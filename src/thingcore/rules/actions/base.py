@@ -73,7 +73,7 @@ class Firing:
     :attr:`ctx` (templates beyond ``${topic(n)}``, error documents)."""
 
     __slots__ = ("_ctx", "_doc", "_payload", "failures", "is_json", "message", "on_failed", "output", "pending",
-                 "received_at", "rule_name", "services", "topic", "trace_seq")
+                 "rule_name", "services", "topic", "trace_seq")
 
     def __init__(self, rule_name: str, message: Any, ctx: Any, output: Any, pending: int,
                  on_failed: Callable[[Firing], None] | None, topic: str | None = None, trace_seq: int = 0,
@@ -84,7 +84,6 @@ class Firing:
         #: the topic as ``topic()`` sees it (without a Basic Ingest prefix)
         self.topic = topic if topic is not None else (ctx.topic if ctx is not None else message.topic)
         self.output = output
-        self.received_at: float = message.received_at
         self.pending = pending
         self.failures: list[dict[str, str]] | None = None
         self.on_failed = on_failed
@@ -93,6 +92,11 @@ class Firing:
         self.trace_seq = trace_seq
         self.services = services
         self._doc = doc
+
+    @property
+    def received_at(self) -> float:
+        """When the message arrived (epoch seconds)."""
+        return self.message.received_at
 
     def with_output(self, output: Any) -> Firing:
         """A firing of the same message and context with another output (the error action's document)."""
@@ -357,7 +361,7 @@ class ActionRunner:
 
     def _success(self, job: _Job) -> None:
         firing = job.firing
-        self.metrics.observe(time.time() - firing.received_at)
+        self.metrics.observe(time.time() - firing.message.received_at)
         firing.done(None)
         if job.entry is not None:
             self.journal.done(firing, job.entry)

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import time
+from collections.abc import Callable
 from typing import Any
 
 from thingcore.broker.message import Message
@@ -91,6 +92,14 @@ class RepublishAction(Action):
         self.topic_checked_cheaply = parts is not None and not any(
             type(p) is str and ("+" in p or "#" in p or "\x00" in p) for p in parts)
         self.has_headers = bool(self.headers or self.user_properties)
+        #: topic -> republish topic, when that is all execute() has to render (the usual republish)
+        self._quick_topic: Callable[[str], str] | None = None
+        if not self.has_headers and not self.slow_templates:
+            const = self.topic.const
+            if const is not None:
+                self._quick_topic = lambda _topic: const
+            elif self.topic_checked_cheaply:
+                self._quick_topic = self.topic.from_topic
         if self.topic.const is not None:
             try:
                 validate_topic_name(self.topic.const)
@@ -153,21 +162,16 @@ class RepublishAction(Action):
         return topic
 
     def execute(self, firing: Firing) -> Any:
-        if self.slow_templates:
-            return self._execute_rendered_in_thread(firing)
-        if self.has_headers:
-            msg = self._message(firing)
-        else:  # _message(), inlined: the usual republish runs once per message
-            topic = self.topic.const
-            if topic is None:
-                from_topic = self.topic.from_topic
-                if from_topic is not None and self.topic_checked_cheaply:
-                    topic = from_topic(firing.topic)
-                    if not topic or len(topic) > _CHEAP_TOPIC_LEN:
-                        topic = self._rendered_topic(firing)
-                else:
-                    topic = self._rendered_topic(firing)
+        quick = self._quick_topic
+        if quick is not None:  # _message() for the usual republish (no headers, topic from topic levels)
+            topic = quick(firing.topic)
+            if not topic or len(topic) > _CHEAP_TOPIC_LEN:
+                topic = self._rendered_topic(firing)
             msg = Message(topic, firing.payload, self.qos, False, {}, None, None, None, time.time())
+        elif self.slow_templates:
+            return self._execute_rendered_in_thread(firing)
+        else:
+            msg = self._message(firing)
         committed = self._publish(msg)
         if committed is None:
             return None
