@@ -148,14 +148,14 @@ class _FilterGroup(BusSubscription):
             return None
         engine = self.engine
         run = engine.run
-        outbox = engine.outbox
+        outbox = engine.outbox if msg.qos else None
         before = outbox.adds if outbox is not None else 0
         try:
             for rule in self.rules:
                 run(rule, msg, topic)
         except Exception:  # the publisher's connection must not pay for a rules bug
             log.exception("rules on %s failed on a message to %s", self.filter, topic)
-        if msg.qos and outbox is not None and outbox.adds != before:
+        if outbox is not None and outbox.adds != before:
             return outbox.commit_future()
         return None
 

@@ -269,16 +269,12 @@ class ActionRunner:
         An action that completes synchronously (republish) is delivered right here when nothing of it
         is queued, so a burst read in one loop turn does not pile up behind the worker's next turn.
         ``entry``: the outbox entry of a replayed delivery; else a durable action adds one here."""
-        if self.closed or len(self.queue) >= self.queue_size:
-            self.metrics.dropped += 1
-            self._fail(firing, "the action's queue is full: message dropped" if not self.closed
-                       else "the rule was stopped before delivery", 0, entry)
-            return
-        if entry is None and self.journal is not None:
-            entry = self.journal.add(firing)
         global _inline_depth
-        self.metrics.fired += 1
-        if self.inline and not _inline_depth and not self.queue and not self.active:
+        if self.inline and not _inline_depth and not self.queue and not self.active and not self.closed:
+            if entry is None and self.journal is not None:
+                entry = self.journal.add(firing)
+            metrics = self.metrics
+            metrics.fired += 1
             _inline_depth += 1
             try:
                 pending = self.action.execute(firing)
@@ -292,7 +288,6 @@ class ActionRunner:
             if pending is None:
                 # delivered within the publish that triggered it, microseconds after the message arrived:
                 # counted in the first latency bucket without reading the clock
-                metrics = self.metrics
                 metrics.succeeded += 1
                 metrics.buckets[0] += 1
                 firing.pending -= 1  # firing.done(None), inlined
@@ -305,6 +300,14 @@ class ActionRunner:
                 job.attempts = 1
                 self._spawn(job, pending, fresh=False)
             return
+        if self.closed or len(self.queue) >= self.queue_size:
+            self.metrics.dropped += 1
+            self._fail(firing, "the action's queue is full: message dropped" if not self.closed
+                       else "the rule was stopped before delivery", 0, entry)
+            return
+        if entry is None and self.journal is not None:
+            entry = self.journal.add(firing)
+        self.metrics.fired += 1
         self.queue.append(_Job(firing, entry))
         self._wake()
 
