@@ -227,3 +227,44 @@ def test_topic_templates_render_like_the_sql_evaluator(text: str, topic: str) ->
     assert field.render(f) == field.template.render(f.ctx, {})
     assert topic_only_parts("out/${topic(2)}/${clientid()}") is None
     assert topic_only_parts("$$aws/${topic(2)}") is None
+
+
+def test_a_firing_without_context_builds_it_from_the_message_when_an_action_asks() -> None:
+    """The engine passes no context for statements that do not read it; templates and error documents
+    still see the message: client id, topic() as the rule saw it, payload fields, one trace id."""
+    import re
+
+    from thingcore.rules.actions.base import ActionEnv, TemplateField
+    from thingcore.rules.sql import compile_template
+
+    msg = Message("$aws/rules/r1/dev/7/t", b'{"temp": 3}', client_id="dev-1", principal="p1")
+    f = Firing("r1", msg, None, {"temp": 3}, 1, None, "dev/7/t", 42, None, {"temp": 3})
+    field = TemplateField("${clientid()}|${topic(2)}|${temp}|${principal()}|${traceid()}",
+                          ActionEnv(None, None, compile_template, sql_version="2016-03-23"), "t")
+    client, level, temp, principal, trace = field.render(f).split("|")
+    assert (client, level, temp, principal) == ("dev-1", "7", "3", "p1")
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", trace)
+    assert trace == f.trace_id == f.error_document(msg.topic)["cloudwatchTraceId"]
+    assert f.ctx is f.ctx  # built once
+    other = Firing("r1", msg, None, {}, 1, None, "dev/7/t", 43, None, None)
+    assert other.trace_id != trace
+
+
+@pytest.mark.parametrize(("sql", "uses"), [
+    ("SELECT * FROM 'a/+' WHERE temp > 1", False),
+    ("SELECT temp, upper(name) AS n FROM 'a/+'", False),
+    ("SELECT topic(2) AS t FROM 'a/+'", True),
+    ("SELECT * FROM 'a/+' WHERE clientid() = 'x'", True),
+    ("SELECT encode(*, 'base64') AS raw FROM 'a/+'", True),
+    ("SELECT timestamp() AS at FROM 'a/+'", True),
+    ("SET @x = temp SELECT @x AS y FROM 'a/+'", True),
+    ("SELECT (SELECT v FROM items WHERE v > traceid()) AS n FROM 'a/+'", True),
+])
+def test_the_compiler_knows_which_statements_read_the_message_context(sql: str, uses: bool) -> None:
+    from thingcore.rules.sql import MessageContext, compile_sql
+
+    query = compile_sql(sql)
+    assert query.uses_context is uses
+    if not uses:  # and such a statement evaluates without one
+        ctx = MessageContext("a/1", b'{"temp": 5, "name": "n"}')
+        assert query.run(None, ctx.document()) == query.evaluate(ctx).output
