@@ -128,6 +128,29 @@ def test_a_binary_select_star_output_is_the_payload_and_stored_once() -> None:
     assert decode_entry(value).output == payload
 
 
+@pytest.mark.parametrize("version", ["2015-10-08", "2016-03-23"])
+async def test_a_select_star_document_is_read_back_from_the_payload(tmp_path: Path, version: str) -> None:
+    from thingcore.rules.sql import compile_sql
+
+    payload = b'{"text": "gr\xc3\xbc\xc3\x9fe", "n": [1, 2.5, {"deep": null}], "pad": "' + b"x" * 500 + b'"}'
+    msg = message(payload)
+    ctx = MessageContext(msg.topic, msg.payload, trace_id="t")
+    output = compile_sql("SELECT * FROM 'devices/+/temp'", version=version).evaluate(ctx).output
+    assert output is ctx.document()  # nothing to normalize in 2016-03-23 either: the document itself
+    storage = SQLiteStorage(tmp_path / "db")
+    await storage.open()
+    try:
+        outbox = Outbox(storage)
+        outbox.add(Firing("r", msg, ctx, output, 1, None), "fp", "0")
+        await outbox.commit_future()
+        [(_key, page)] = await storage.list_documents(NAMESPACE)
+    finally:
+        await storage.close()
+    _rows, [value] = decode_page(page)
+    assert len(value) < len(encode_entry("r", "fp", msg, msg.topic, "t", output)) - 500  # not stored twice
+    assert same(decode_entry(value).output, output)
+
+
 def test_plain_json_output_is_written_as_json_and_tags_only_when_needed() -> None:
     head_of = lambda v: orjson.loads(v[4:4 + int.from_bytes(v[:4], "big")])  # noqa: E731
     plain = head_of(encode_entry("r", "f", message(), "t", "i", {"a": [1, 2]}))

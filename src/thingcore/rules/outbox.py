@@ -48,7 +48,7 @@ from typing import Any
 import orjson
 
 from thingcore.broker.message import Message
-from thingcore.rules.sql.values import UNDEFINED
+from thingcore.rules.sql.values import UNDEFINED, parse_payload
 
 log = logging.getLogger("thingcore.rules")
 
@@ -92,15 +92,20 @@ def _refuse(value: Any) -> Any:
     raise TypeError
 
 
-def encode_entry(rule: str, fp: str, message: Message, topic: str, trace_id: str, output: Any) -> bytes:
+def encode_entry(rule: str, fp: str, message: Message, topic: str, trace_id: str, output: Any, *,
+                 is_document: bool = False) -> bytes:
     """``[4-byte length][JSON header][Message record]``; the output is in the header, losslessly.
 
     Plain JSON values (the usual output) are written by orjson as they are; an output holding bytes
     (binary ``SELECT *``, ``decode(...)``), Undefined, integers beyond 64 bits or a non-finite float is
-    written in a tagged form (:func:`tag`). A binary ``SELECT *`` output that is the payload itself is not
-    stored twice. Raises TypeError or ValueError for what cannot be stored."""
+    written in a tagged form (:func:`tag`). ``SELECT *`` is not stored twice: a binary output that is the
+    payload, or ``is_document`` (the output is the payload's parsed document itself), is read back from
+    the payload. Raises TypeError or ValueError for what cannot be stored."""
     head: dict[str, Any] = {"v": VERSION, "r": rule, "f": fp, "t": topic, "i": trace_id}
-    if type(output) is bytes and output == message.payload:
+    if is_document:
+        head["d"] = 1
+        encoded = orjson.dumps(head)
+    elif type(output) is bytes and output == message.payload:
         head["p"] = 1
         encoded = orjson.dumps(head)
     else:
@@ -125,6 +130,8 @@ def decode_entry(value: bytes) -> Entry:
     message, _ = Message.from_record(bytes(value[4 + n:]))
     if "p" in head:
         output: Any = message.payload
+    elif "d" in head:
+        output = parse_payload(message.payload)
     elif "ot" in head:
         output = untag(head["ot"])
     else:
@@ -318,9 +325,12 @@ class Outbox:
         else:
             ctx = firing.ctx
             msg = firing.message
+            output = firing.output
+            doc = getattr(ctx, "_doc", None)  # MessageContext caches the parsed payload as a 1-tuple
             try:
                 value = encode_entry(firing.rule_name, fp, msg, ctx.topic if ctx is not None else msg.topic,
-                                     (ctx.trace_id or "") if ctx is not None else "", firing.output)
+                                     (ctx.trace_id or "") if ctx is not None else "", output,
+                                     is_document=doc is not None and doc[0] is output and type(output) is not bytes)
             except (TypeError, ValueError) as exc:
                 self.unstorable += 1
                 self._warn("rule %s: a delivery cannot be written to the outbox (%s): it is not durable",
