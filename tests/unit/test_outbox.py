@@ -175,6 +175,8 @@ def test_a_page_round_trips_and_shares_the_entries_of_one_firing() -> None:
     assert entries == [a, b]
     with pytest.raises(ValueError):
         decode_page(value[:-3])  # a truncated page is refused, not half read
+    with pytest.raises(ValueError):
+        decode_page(encode_page({5000: a}, {5000: "0"}))  # an index a handle cannot hold
 
 
 def test_the_fingerprint_ignores_description_and_disabled() -> None:

@@ -269,8 +269,8 @@ def decode_page(value: bytes) -> tuple[list[tuple[int, str, int]], list[bytes]]:
         entries.append(bytes(value[pos + 4:pos + 4 + size]))
         pos += 4 + size
     rows = [(int(i), str(a), int(e)) for i, a, e in head["items"]]
-    if any(e >= len(entries) for _i, _a, e in rows):
-        raise ValueError("outbox page refers to a missing entry")
+    if any(not 0 <= e < len(entries) or not 0 <= i <= _INDEX_MASK for i, _a, e in rows):
+        raise ValueError("outbox page refers to a missing entry or has an index out of range")
     return rows, entries
 
 
