@@ -34,13 +34,15 @@ class Hit:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 200  #: what the server answered
 
 
 @dataclass
 class RecordingServer:
-    """An HTTP server in a thread: records every POST; answers from a per-path script, then 200."""
+    """An HTTP server in a thread: records every POST; answers from a per-path script, then ``status``."""
 
     scripts: dict[str, list[int]] = field(default_factory=dict)
+    status: int = 200  #: the answer once a path's script is used up (503: a destination that is down)
     held: set[str] = field(default_factory=set)  #: paths whose answers wait for release()
     released: threading.Event = field(default_factory=threading.Event)
     hits: list[Hit] = field(default_factory=list)
@@ -54,9 +56,10 @@ class RecordingServer:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with recorder.cond:
-                    recorder.hits.append(Hit(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                     script = recorder.scripts.get(self.path)
-                    status = script.pop(0) if script else 200
+                    status = script.pop(0) if script else recorder.status
+                    recorder.hits.append(Hit(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                                             status))
                     hold = self.path in recorder.held
                     recorder.cond.notify_all()
                 if hold:

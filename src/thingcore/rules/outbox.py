@@ -48,7 +48,7 @@ from typing import Any
 import orjson
 
 from thingcore.broker.message import Message
-from thingcore.rules.sql.values import UNDEFINED
+from thingcore.rules.sql.values import UNDEFINED, parse_payload
 
 log = logging.getLogger("thingcore.rules")
 
@@ -92,15 +92,20 @@ def _refuse(value: Any) -> Any:
     raise TypeError
 
 
-def encode_entry(rule: str, fp: str, message: Message, topic: str, trace_id: str, output: Any) -> bytes:
+def encode_entry(rule: str, fp: str, message: Message, topic: str, trace_id: str, output: Any, *,
+                 is_document: bool = False) -> bytes:
     """``[4-byte length][JSON header][Message record]``; the output is in the header, losslessly.
 
     Plain JSON values (the usual output) are written by orjson as they are; an output holding bytes
     (binary ``SELECT *``, ``decode(...)``), Undefined, integers beyond 64 bits or a non-finite float is
-    written in a tagged form (:func:`tag`). A binary ``SELECT *`` output that is the payload itself is not
-    stored twice. Raises TypeError or ValueError for what cannot be stored."""
+    written in a tagged form (:func:`tag`). ``SELECT *`` is not stored twice: a binary output that is the
+    payload, or ``is_document`` (the output is the payload's parsed document itself), is read back from
+    the payload. Raises TypeError or ValueError for what cannot be stored."""
     head: dict[str, Any] = {"v": VERSION, "r": rule, "f": fp, "t": topic, "i": trace_id}
-    if type(output) is bytes and output == message.payload:
+    if is_document:
+        head["d"] = 1
+        encoded = orjson.dumps(head)
+    elif type(output) is bytes and output == message.payload:
         head["p"] = 1
         encoded = orjson.dumps(head)
     else:
@@ -125,6 +130,8 @@ def decode_entry(value: bytes) -> Entry:
     message, _ = Message.from_record(bytes(value[4 + n:]))
     if "p" in head:
         output: Any = message.payload
+    elif "d" in head:
+        output = parse_payload(message.payload)
     elif "ot" in head:
         output = untag(head["ot"])
     else:
@@ -211,11 +218,13 @@ class Page:
     indexes of the ended ones go to a second document, ``<key>.d``, rewritten with each batch that ends
     more; when none is pending any more both are deleted."""
 
-    __slots__ = ("done", "done_stored", "items", "key", "nbytes", "pending", "size", "stored")
+    __slots__ = ("actions", "done", "done_stored", "items", "key", "local", "nbytes", "pending", "size", "stored")
 
-    def __init__(self, key: str, *, stored: bool = False) -> None:
+    def __init__(self, local: int, key: str, *, stored: bool = False) -> None:
+        self.local = local  #: this run's number for it: handles are ``local << INDEX_BITS | index``
         self.key = key
-        self.items: dict[int, tuple[str, bytes]] = {}  #: not yet written: index -> (action, encoded entry)
+        self.items: dict[int, bytes] = {}  #: not yet written: index -> encoded entry
+        self.actions: dict[int, str] = {}  #: and its action
         self.size = 0  #: entries added: the next index
         self.nbytes = 0  #: their encoded size
         self.pending = 0  #: deliveries not over yet
@@ -224,14 +233,15 @@ class Page:
         self.done_stored = False  #: ``<key>.d`` was handed to storage
 
 
-def encode_page(items: Mapping[int, tuple[str, bytes]]) -> bytes:
+def encode_page(items: Mapping[int, bytes], actions: Mapping[int, str]) -> bytes:
     """``[4-byte length][JSON: [[index, action, entry number], ...]]`` then each distinct entry, length-prefixed.
 
     The actions of one firing share one encoded entry (the same bytes object)."""
     numbers: dict[int, int] = {}
     entries: list[bytes] = []
     rows = []
-    for index, (action, value) in items.items():
+    for index, value in items.items():
+        action = actions[index]
         n = numbers.get(id(value))
         if n is None:
             n = numbers[id(value)] = len(entries)
@@ -259,15 +269,19 @@ def decode_page(value: bytes) -> tuple[list[tuple[int, str, int]], list[bytes]]:
         entries.append(bytes(value[pos + 4:pos + 4 + size]))
         pos += 4 + size
     rows = [(int(i), str(a), int(e)) for i, a, e in head["items"]]
-    if any(e >= len(entries) for _i, _a, e in rows):
-        raise ValueError("outbox page refers to a missing entry")
+    if any(not 0 <= e < len(entries) or not 0 <= i <= _INDEX_MASK for i, _a, e in rows):
+        raise ValueError("outbox page refers to a missing entry or has an index out of range")
     return rows, entries
 
 
 # -- the outbox of one server ----------------------------------------------------------------------------
 
-#: what an action journal holds per pending delivery: its page and its index there
-Handle = tuple[Page, int]
+#: what an action journal holds per pending delivery: ``page.local << INDEX_BITS | index``. An int, not a
+#: (page, index) tuple: a tuple per pending delivery is one more object for the garbage collector to scan,
+#: and with 20 000 deliveries queued its full collections were the largest cost of the outbox
+Handle = int
+INDEX_BITS = 12  # > PAGE_ITEMS
+_INDEX_MASK = (1 << INDEX_BITS) - 1
 
 
 class Outbox:
@@ -277,7 +291,9 @@ class Outbox:
         self.storage = storage
         self.boot = f"{time.time_ns() // 1_000_000:013d}"  #: this run's key prefix; earlier runs sort before it
         self._seq = 0
-        self._last: tuple[Any, bytes] = (None, b"")  # (firing, encoded entry): one encoding per firing
+        self._last_firing: Any = None  # one encoding per firing, shared by its actions
+        self._last_value = b""
+        self._pages: dict[int, Page] = {}  # by local number: every page with deliveries not over yet
         self._page: Page | None = None  # the page entries are added to
         self._fresh: list[Page] = []  # pages of the open batch, not written yet
         self._dirty: set[Page] = set()  # written pages with newly ended deliveries
@@ -304,35 +320,44 @@ class Outbox:
 
     def add(self, firing: Any, fp: str, action: str) -> Handle | None:
         """Add the entry of one delivery to the open page; its handle, or None if it cannot be stored."""
-        last = self._last
-        if last[0] is firing:
-            value = last[1]
+        if self._last_firing is firing:
+            value = self._last_value
         else:
+            output = firing.output
+            doc = firing.parsed_payload
             try:
-                value = encode_entry(firing.rule_name, fp, firing.message, firing.topic, firing.trace_id or "",
-                                     firing.output)
+                value = encode_entry(firing.rule_name, fp, firing.message, firing.topic, firing.trace_id or "", output,
+                                     is_document=doc is not None and doc is output and type(output) is not bytes)
             except (TypeError, ValueError) as exc:
                 self.unstorable += 1
                 self._warn("rule %s: a delivery cannot be written to the outbox (%s): it is not durable",
                            firing.rule_name, exc)
                 return None
-            self._last = (firing, value)
+            self._last_firing = firing
+            self._last_value = value
         page = self._page
         if page is None or page.size >= PAGE_ITEMS or page.nbytes >= PAGE_BYTES:
             page = self._new_page()
         index = page.size
         page.size = index + 1
         page.nbytes += len(value)
-        page.items[index] = (action, value)
+        page.items[index] = value
+        page.actions[index] = action
         page.pending += 1
         self.adds += 1
-        return page, index
+        return page.local << INDEX_BITS | index
 
     def _new_page(self) -> Page:
-        self._seq += 1
-        page = self._page = Page(f"{self.boot}.{self._seq:012d}")
+        page = self._page = self._track(None)
         self._fresh.append(page)
         self._schedule()
+        return page
+
+    def _track(self, key: str | None) -> Page:
+        """A page of this run (``key`` None: a new one) or of an earlier run being replayed."""
+        self._seq += 1
+        page = Page(self._seq, key or f"{self.boot}.{self._seq:012d}", stored=key is not None)
+        self._pages[self._seq] = page
         return page
 
     def adopt(self) -> None:
@@ -344,10 +369,15 @@ class Outbox:
         self._end(handle)
 
     def _end(self, handle: Handle) -> None:
-        page, index = handle
+        page = self._pages[handle >> INDEX_BITS]
+        index = handle & _INDEX_MASK
         page.pending -= 1
         if not page.stored:
             del page.items[index]
+            del page.actions[index]
+            if not page.pending and page is not self._page:  # never written, nothing left: gone
+                self._fresh.remove(page)
+                del self._pages[page.local]
             return
         page.done.append(index)
         self._dirty.add(page)
@@ -388,15 +418,19 @@ class Outbox:
         deletes, self._deletes = self._deletes, []
         for page in self._fresh:
             if page.items:
-                puts.append((page.key, encode_page(page.items)))
+                puts.append((page.key, encode_page(page.items, page.actions)))
                 page.items = {}
+                page.actions = {}
                 page.stored = True
+            else:  # every delivery it had is over: never written
+                del self._pages[page.local]
         self._fresh = []
         for page in self._dirty:
             if page.pending == 0:
                 deletes.append(page.key)
                 if page.done_stored:
                     deletes.append(page.key + DONE)
+                del self._pages[page.local]
             else:
                 puts.append((page.key + DONE, orjson.dumps(page.done)))
                 page.done_stored = True
@@ -572,7 +606,7 @@ async def _replay_page(outbox: Outbox, rules: Mapping[str, Any], resume: Callabl
         outbox._deletes += [key, key + DONE]
         outbox._schedule()
         return
-    page = Page(key, stored=True)
+    page = outbox._track(key)
     page.done = sorted(done)
     page.done_stored = done_value is not None
     page.pending = 1  # held while its entries are queued: a quick delivery must not end the page meanwhile
@@ -593,7 +627,7 @@ async def _replay_page(outbox: Outbox, rules: Mapping[str, Any], resume: Callabl
                 rule, runner = verdict
                 if len(runner.queue) < runner.queue_size:
                     page.pending += 1
-                    handle = (page, index)
+                    handle = page.local << INDEX_BITS | index
                     runner.journal.adopt(handle)
                     resume(rule, runner, entry, handle)
                     counts["replayed"][rule.name] += 1
@@ -606,7 +640,7 @@ async def _replay_page(outbox: Outbox, rules: Mapping[str, Any], resume: Callabl
                 counts["kept"][entry.rule] += 1  # type: ignore[union-attr]
             else:
                 page.pending += 1
-                outbox._end((page, index))
+                outbox._end(page.local << INDEX_BITS | index)
                 counts["discarded"][entry.rule if entry is not None else "(unreadable)"] += 1
                 metrics.outbox_discarded += 1
             break

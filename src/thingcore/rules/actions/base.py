@@ -94,6 +94,15 @@ class Firing:
         self._doc = doc
 
     @property
+    def parsed_payload(self) -> Any:
+        """The payload as the statement read it (a document, or raw bytes), or None if it was never parsed."""
+        if self._doc is not None:
+            return self._doc
+        ctx = self._ctx
+        cached = ctx._doc if ctx is not None else None
+        return cached[0] if cached is not None else None
+
+    @property
     def received_at(self) -> float:
         """When the message arrived (epoch seconds)."""
         return self.message.received_at
