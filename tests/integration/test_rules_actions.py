@@ -188,6 +188,7 @@ def test_error_action_gets_one_document_for_all_failed_actions(iot, client: Paho
     failures = {f["failedAction"]: f for f in doc["failures"]}
     assert set(failures) == {"HttpAction", "LambdaAction"}
     assert failures["HttpAction"]["failedResource"] == dead
+    assert "after 3 tries" in failures["HttpAction"]["errorMessage"]  # nothing listening: tried again
     assert failures["LambdaAction"]["failedResource"] == LAMBDA_ARN.format("fail")
     assert "sensor calibration table missing" in failures["LambdaAction"]["errorMessage"]
     assert "after 3 tries" in failures["LambdaAction"]["errorMessage"]  # a failing function is tried again

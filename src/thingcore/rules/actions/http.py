@@ -97,7 +97,9 @@ class HttpAction(Action):
                 status = resp.status_code
         except httpx.TimeoutException:
             raise ActionError(f"POST {url}: no answer within {self.timeout:g} s") from None
-        except httpx.HTTPError as exc:
+        except httpx.ConnectError as exc:  # the request never left: trying again cannot duplicate it
+            raise ActionError(f"POST {url}: cannot connect: {exc}", retryable=True) from None
+        except httpx.HTTPError as exc:  # AWS does not retry when the server closed the connection
             raise ActionError(f"POST {url}: {type(exc).__name__}: {exc}") from None
         if 200 <= status < 300:
             return
