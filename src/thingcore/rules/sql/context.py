@@ -6,8 +6,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from .values import parse_payload
 
 
@@ -87,16 +85,7 @@ def document_of(payload: bytes) -> Any:
     last = _last_parsed
     if last[0] is payload:
         return last[1]
-    doc = None
-    if payload[:1] == b"{":  # the usual JSON object, parsed here; anything else as parse_payload decides
-        try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            pass
-        if type(doc) is not dict:
-            doc = None
-    if doc is None:
-        doc = parse_payload(payload)
+    doc = parse_payload(payload)
     _last_parsed = (payload, doc)
     return doc
 
