@@ -91,6 +91,37 @@ def test_republish_transforms_a_paho_message(iot, client: PahoClient) -> None:
     client.no_more()
 
 
+def test_plain_qos0_republish_is_counted_and_a_topic_that_renders_empty_reaches_the_error_action(
+        iot, client: PahoClient, server: ThingcoreProcess) -> None:
+    """The usual republish (QoS 0, topic from topic levels) is delivered without building a firing; its
+    counters, payloads and failures must be those of the general path."""
+    name, broken = rule_name("direct"), rule_name("empty")
+    iot.create_topic_rule(ruleName=name, topicRulePayload={
+        "sql": f"SELECT * FROM 'direct/{name}/+' WHERE n > 0", "awsIotSqlVersion": "2016-03-23",
+        "actions": [{"republish": {"topic": "copied/${topic(2)}/${topic(3)}", "roleArn": ROLE}}]})
+    iot.create_topic_rule(ruleName=broken, topicRulePayload={
+        "sql": f"SELECT * FROM 'direct/{broken}/+'",
+        "actions": [{"republish": {"topic": "${topic(7)}", "roleArn": ROLE}}],  # no level 7: an empty topic
+        "errorAction": {"republish": {"topic": f"errors/{broken}", "roleArn": ROLE}}})
+    client.subscribe(f"copied/{name}/+", 1)
+    client.subscribe(f"errors/{broken}", 1)
+    for i in range(4):
+        client.publish(f"direct/{name}/d{i}", json.dumps({"n": i, "v": 2.0}).encode(), 0)
+    got = sorted((m.topic, json.loads(m.payload)) for m in client.expect_n(3))
+    assert got == [(f"copied/{name}/d{i}", {"n": i, "v": 2}) for i in (1, 2, 3)]  # 2016-03-23: 2.0 is 2
+    client.publish(f"direct/{broken}/x", b'{"a": 1}', 0)
+    doc = json.loads(client.expect().payload)
+    assert doc["failures"][0]["failedAction"] == "RepublishAction"
+    assert "cannot republish to ''" in doc["failures"][0]["errorMessage"]
+    client.no_more()
+    metrics = rule_metrics(server, name)
+    assert (metrics["received"], metrics["matched"]) == (4, 3)
+    assert {k: metrics["actions"][0][k] for k in ("fired", "succeeded", "failed")} == {
+        "fired": 3, "succeeded": 3, "failed": 0}
+    broken_action = rule_metrics(server, broken)["actions"][0]
+    assert (broken_action["fired"], broken_action["succeeded"], broken_action["failed"]) == (1, 0, 1)
+
+
 def test_basic_ingest_reaches_only_its_rule(iot, client: PahoClient) -> None:
     name, other = rule_name("ingest"), rule_name("spy")
     out = f"ingested/{name}"

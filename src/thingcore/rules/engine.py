@@ -72,8 +72,8 @@ def sql_parse_error(exc: SqlError) -> RuleError:
 class CompiledRule:
     """A rule ready to run: its stored resource, compiled statement, action runners and counters."""
 
-    __slots__ = ("actions", "error", "error_runner", "failure_handler", "journal", "metrics", "name", "query",
-                 "resource", "runners", "topic_filter")
+    __slots__ = ("actions", "direct", "error", "error_runner", "failure_handler", "journal", "metrics", "name",
+                 "query", "resource", "runners", "topic_filter")
 
     def __init__(self, name: str, resource: dict[str, Any], query: Any, actions: list[Action],
                  error_action: Action | None, settings: Any, metrics: RuleMetrics | None = None,
@@ -95,6 +95,9 @@ class CompiledRule:
                                          and error_action.durable else None) if error_action is not None else None
         #: what a firing calls when some action failed: None without an error action
         self.failure_handler = self.on_failed if self.error_runner is not None else None
+        #: the runner of the rule's only action when it can deliver without a firing (ActionRunner.deliver_direct)
+        self.direct = (self.runners[0] if len(self.runners) == 1 and self.runners[0].action.direct
+                       and self.runners[0].journal is None else None)
         self.metrics = metrics or RuleMetrics()
         self.error: str | None = None  #: why a stored rule could not be loaded (it is kept, not run)
 
@@ -319,6 +322,9 @@ class RulesEngine:
             return
         if output is not NO_MATCH:  # fire(), inlined: this is the message path
             rule.metrics.matched += 1
+            direct = rule.direct
+            if direct is not None and direct.deliver_direct(topic, output):
+                return
             runners = rule.runners
             if runners:
                 firing = Firing(rule.name, msg, ctx, output, len(runners), rule.failure_handler, topic,

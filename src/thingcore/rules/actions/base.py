@@ -58,6 +58,19 @@ class ActionEnv:
     sql_version: str = "2015-10-08"  #: the rule's awsIotSqlVersion: templates evaluate with it
 
 
+def output_payload(out: Any) -> bytes:
+    """The SELECT output as a message payload (:func:`encode_output` without the flag, JSON objects first)."""
+    t = type(out)
+    if t is dict or t is list:
+        try:  # dumps(), inlined for the usual output
+            return orjson.dumps(out, default=bytes_as_text)
+        except TypeError:
+            return dumps(out)
+    if t is bytes:
+        return out
+    return encode_output(out)[0]
+
+
 def encode_output(value: Any) -> tuple[bytes, bool]:
     """The SELECT result as a payload: raw bytes stay raw (binary ``SELECT *``), the rest is JSON."""
     if isinstance(value, bytes | bytearray | memoryview):
@@ -72,7 +85,7 @@ class Firing:
     built from the message, ``topic``, ``trace_seq`` and ``services`` the first time an action reads
     :attr:`ctx` (templates beyond ``${topic(n)}``, error documents)."""
 
-    __slots__ = ("_ctx", "_doc", "_payload", "failures", "is_json", "message", "on_failed", "output", "pending",
+    __slots__ = ("_ctx", "_doc", "_payload", "failures", "message", "on_failed", "output", "pending",
                  "rule_name", "services", "topic", "trace_seq")
 
     def __init__(self, rule_name: str, message: Any, ctx: Any, output: Any, pending: int,
@@ -88,7 +101,6 @@ class Firing:
         self.failures: list[dict[str, str]] | None = None
         self.on_failed = on_failed
         self._payload: bytes | None = None
-        self.is_json = True
         self.trace_seq = trace_seq
         self.services = services
         self._doc = doc
@@ -135,21 +147,13 @@ class Firing:
         """The serialized SELECT output, computed once for all actions of the firing."""
         payload = self._payload
         if payload is None:
-            out = self.output
-            t = type(out)
-            if t is dict or t is list:
-                try:  # dumps(), inlined for the usual output
-                    payload = orjson.dumps(out, default=bytes_as_text)
-                except TypeError:
-                    payload = dumps(out)
-                self._payload = payload
-            elif t is bytes:
-                payload, self.is_json = out, False
-                self._payload = payload
-            else:
-                payload, self.is_json = encode_output(out)
-                self._payload = payload
+            payload = self._payload = output_payload(self.output)
         return payload
+
+    @property
+    def is_json(self) -> bool:
+        """Whether :attr:`payload` is JSON (else raw bytes: a binary ``SELECT *``)."""
+        return not isinstance(self.output, bytes | bytearray | memoryview)
 
     def done(self, failure: dict[str, str] | None) -> None:
         if failure is not None:
@@ -181,6 +185,7 @@ class Action:
     failed_action: ClassVar[str]  #: its name in error documents, e.g. ``RepublishAction``
     concurrency: int = 1  #: deliveries in flight at once for this action
     inline: bool = False  #: deliveries complete synchronously (mostly): may run right in ``submit``
+    direct: bool = False  #: ``execute_direct`` works (and completes synchronously)
     durable: bool = True  #: pending deliveries go to the outbox; False when the destination keeps nothing
 
     def __init__(self, params: dict[str, Any], env: ActionEnv) -> None:
@@ -197,6 +202,12 @@ class Action:
 
     def describe(self, firing: Firing) -> dict[str, Any]:
         """The rendered parameters, without side effects (``rules test``)."""
+        raise NotImplementedError
+
+    def execute_direct(self, topic: str, output: Any) -> None:
+        """Deliver at once without a :class:`Firing` (only actions whose ``direct`` is true): the rule's
+        only action, needing nothing but ``topic()`` and the output. Raise to let ``submit`` deliver it the
+        usual way, which reports the failure; nothing may have been delivered then."""
         raise NotImplementedError
 
     def template_fields(self) -> list[TemplateField]:
@@ -319,6 +330,26 @@ class ActionRunner:
         self.metrics.fired += 1
         self.queue.append(_Job(firing, entry))
         self._wake()
+
+    def deliver_direct(self, topic: str, output: Any) -> bool:
+        """:meth:`submit`'s inline delivery without a Firing, for a ``direct`` action that is its rule's only
+        one (a QoS 0 republish to a topic made of topic levels): True when delivered; False when the
+        caller must build the firing and :meth:`submit` it (something is queued, or this way failed)."""
+        global _inline_depth
+        if _inline_depth or self.queue or self.active or self.closed:
+            return False
+        _inline_depth += 1
+        try:
+            self.action.execute_direct(topic, output)
+        except Exception:
+            return False
+        finally:
+            _inline_depth -= 1
+        metrics = self.metrics
+        metrics.fired += 1
+        metrics.succeeded += 1
+        metrics.buckets[0] += 1  # as in submit(): delivered microseconds after the message arrived
+        return True
 
     def _wake(self) -> None:
         # a new worker only when none is about to start: a burst queued in one loop turn is drained by one

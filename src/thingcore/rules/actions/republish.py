@@ -26,6 +26,7 @@ from thingcore.rules.actions.base import (
     ActionError,
     Firing,
     TemplateField,
+    output_payload,
     params_check,
 )
 
@@ -100,6 +101,8 @@ class RepublishAction(Action):
                 self._quick_topic = lambda _topic: const
             elif self.topic_checked_cheaply:
                 self._quick_topic = self.topic.from_topic
+        # a QoS 0 copy is never stored, so broker.publish completes it at once: no firing needed
+        self.direct = self._quick_topic is not None and self.qos == 0
         if self.topic.const is not None:
             try:
                 validate_topic_name(self.topic.const)
@@ -176,6 +179,12 @@ class RepublishAction(Action):
         if committed is None:
             return None
         return _wait_committed(committed)
+
+    def execute_direct(self, topic: str, output: Any) -> None:
+        target = self._quick_topic(topic)  # type: ignore[misc]  # direct implies a quick topic
+        if not target or len(target) > _CHEAP_TOPIC_LEN:
+            raise ActionError("the topic needs the full check")  # execute() checks it and reports why
+        self._publish(Message(target, output_payload(output), 0, False, {}, None, None, None, time.time()))
 
     async def _execute_rendered_in_thread(self, firing: Firing) -> None:
         try:
