@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from thingcore.broker.message import Message
 from thingcore.mqtt import MQTTError
 from thingcore.mqtt.topics import validate_topic_name
@@ -29,6 +31,7 @@ from thingcore.rules.actions.base import (
     output_payload,
     params_check,
 )
+from thingcore.rules.sql.values import bytes_as_text
 
 _HEADER_FIELDS = {
     "payloadFormatIndicator": "payload_format_indicator",
@@ -184,7 +187,14 @@ class RepublishAction(Action):
         target = self._quick_topic(topic)  # type: ignore[misc]  # direct implies a quick topic
         if not target or len(target) > _CHEAP_TOPIC_LEN:
             raise ActionError("the topic needs the full check")  # execute() checks it and reports why
-        self._publish(Message(target, output_payload(output), 0, False, {}, None, None, None, time.time()))
+        if type(output) is dict:  # output_payload(), inlined for the usual JSON object
+            try:
+                payload = orjson.dumps(output, default=bytes_as_text)
+            except TypeError:
+                payload = output_payload(output)
+        else:
+            payload = output_payload(output)
+        self._publish(Message(target, payload, 0, False, {}, None, None, None, time.time()))
 
     async def _execute_rendered_in_thread(self, firing: Firing) -> None:
         try:
