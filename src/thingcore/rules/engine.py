@@ -308,7 +308,7 @@ class RulesEngine:
             doc = self._last_doc
         query = rule.query
         if query.uses_context:
-            ctx = self.context(rule, msg, topic, doc)
+            ctx = MessageContext.of_message(msg, topic, rule.name, self.services, trace_seq=self._trace_seq, doc=doc)
             if query.needs_services:
                 self._evaluate_in_thread(rule, msg, ctx)
                 return
@@ -331,12 +331,6 @@ class RulesEngine:
                                 self._trace_seq, self.services, doc)
                 for runner in runners:
                     runner.submit(firing)
-
-    def context(self, rule: CompiledRule, msg: Message, topic: str, doc: Any) -> MessageContext:
-        ctx = MessageContext(topic, msg.payload, msg.client_id, msg.principal, msg.source_address, msg.properties,
-                             int(msg.received_at * 1000), None, rule.name, self.services, self._trace_seq)
-        ctx._doc = (doc,)
-        return ctx
 
     def _evaluate_in_thread(self, rule: CompiledRule, msg: Message, ctx: Any) -> None:
         if self._eval_pending >= self.settings.rules.evaluation_queue_size:
@@ -372,8 +366,7 @@ class RulesEngine:
     def _resume(self, rule: CompiledRule, runner: ActionRunner, entry: Entry, handle: Any) -> None:
         """A delivery pending at the last stop (outbox replay): its firing rebuilt, given to its runner."""
         msg = entry.message
-        ctx = MessageContext(entry.topic, msg.payload, msg.client_id, msg.principal, msg.source_address,
-                             msg.properties, int(msg.received_at * 1000), entry.trace_id, rule.name, self.services)
+        ctx = MessageContext.of_message(msg, entry.topic, rule.name, self.services, trace_id=entry.trace_id)
         # one action per firing now: its failure gets its own error document
         on_failed = rule.on_failed if runner is not rule.error_runner and rule.error_runner is not None else None
         runner.submit(Firing(rule.name, msg, ctx, entry.output, 1, on_failed), handle)

@@ -93,11 +93,8 @@ async def dry_run(engine: Any, body: dict[str, Any]) -> dict[str, Any]:
     client_id = body.get("clientId")
     msg = Message(topic, payload, 0, False, {}, client_id=client_id, principal=body.get("principal"),
                   source_address=body.get("sourceIp"), received_at=time.time())
-    ctx = MessageContext(
-        topic=seen_topic, payload=payload, client_id=client_id, principal=msg.principal,
-        source_ip=msg.source_address, properties={}, timestamp_ms=int(msg.received_at * 1000),
-        trace_id=str(uuid.uuid4()), rule_name=rule_name or ingest_rule or "test", services=engine.services,
-    )
+    ctx = MessageContext.of_message(msg, seen_topic, rule_name or ingest_rule or "test", engine.services,
+                                    trace_id=str(uuid.uuid4()))
     try:
         if query.needs_services:
             result = await asyncio.get_running_loop().run_in_executor(None, query.evaluate, ctx)

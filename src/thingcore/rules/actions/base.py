@@ -134,12 +134,8 @@ class Firing:
         """The SQL MessageContext that templates are evaluated against."""
         ctx = self._ctx
         if ctx is None:
-            msg = self.message
-            ctx = self._ctx = MessageContext(self.topic, msg.payload, msg.client_id, msg.principal,
-                                             msg.source_address, msg.properties, int(msg.received_at * 1000),
-                                             None, self.rule_name, self.services, self.trace_seq)
-            if self._doc is not None:
-                ctx._doc = (self._doc,)
+            ctx = self._ctx = MessageContext.of_message(self.message, self.topic, self.rule_name, self.services,
+                                                        trace_seq=self.trace_seq, doc=self._doc)
         return ctx
 
     @property

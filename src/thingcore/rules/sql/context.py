@@ -52,6 +52,17 @@ class MessageContext:
         self._doc: Any = None  # the parsed payload, wrapped in a 1-tuple
         self._variables: dict[str, Any] | None = None
 
+    @classmethod
+    def of_message(cls, msg: Any, topic: str, rule_name: str | None, services: Any, *, trace_seq: int = 0,
+                   trace_id: str | None = None, doc: Any = None) -> MessageContext:
+        """The context of a broker ``Message``: ``topic`` as ``topic()`` sees it (Basic Ingest strips its
+        prefix), ``doc`` the payload already parsed (None: parsed when first read)."""
+        ctx = cls(topic, msg.payload, msg.client_id, msg.principal, msg.source_address, msg.properties,
+                  int(msg.received_at * 1000), trace_id, rule_name, services, trace_seq)
+        if doc is not None:
+            ctx._doc = (doc,)
+        return ctx
+
     def __repr__(self) -> str:
         return f"MessageContext(topic={self.topic!r}, payload={self.payload!r}, client_id={self.client_id!r})"
 
