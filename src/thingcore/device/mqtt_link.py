@@ -86,7 +86,7 @@ class MqttLink:
         try:
             await asyncio.shield(opening)
         except asyncio.CancelledError:
-            opening.add_done_callback(lambda _f: self._drop_socket())
+            opening.add_done_callback(self._abandon_opening)
             raise
         self._watch(self.client.socket())
         try:
@@ -96,6 +96,14 @@ class MqttLink:
             self._drop_socket()
             raise
         return session_present, props
+
+    def _abandon_opening(self, opening: asyncio.Future) -> None:
+        """A connect attempt given up while its socket was still opening: close what it opened, and take its
+        error (a refused connection), which would otherwise be printed as "Future exception was never
+        retrieved" with a traceback."""
+        if not opening.cancelled():
+            opening.exception()
+        self._drop_socket()
 
     def _drop_socket(self) -> None:
         """Close a socket that never became (or is no longer) a working connection."""
