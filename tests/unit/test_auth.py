@@ -27,6 +27,7 @@ from thingcore.auth import (
     parse_rules,
     topic_matches,
 )
+from thingcore.auth.identity import MQTT_ACTIONS
 from thingcore.mqtt.reason_codes import ReasonCode
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -447,7 +448,7 @@ def test_bad_rules_are_rejected(bad: object) -> None:
 def test_rule_parsing_details() -> None:
     (rule,) = parse_rules([{"effect": "DENY", "action": "all", "topic": "a/b", "reason_code": "0x80"}])
     assert rule.reason_code == 0x80
-    assert rule.actions == frozenset(Action)
+    assert rule.actions == frozenset(MQTT_ACTIONS)  # "all" never includes manage
 
 
 def test_shared_subscriptions_are_checked_by_their_filter() -> None:
@@ -466,3 +467,26 @@ def test_rule_matcher_agrees_with_mqtt_topics(flt: str, topic: str) -> None:
     from thingcore.auth.acl import levels_match
 
     assert levels_match(flt.split("/"), topic.split("/")) is topic_matches(flt, topic)
+
+
+def test_manage_is_for_administrators_unless_a_rule_allows() -> None:
+    admin = ident("ops", address="127.0.0.1")
+    admin.administrator = True
+    device = ident("dev1", principal="dev1")
+    for authorize in (allow_all, build_authorizer([{"effect": "deny", "action": "publish", "topic": "x"}])):
+        assert authorize(admin, Action.MANAGE, "rules/r1") == 0
+        assert authorize(device, Action.MANAGE, "rules/r1") == ReasonCode.NOT_AUTHORIZED
+        assert authorize(device, Action.PUBLISH, "y") == 0
+    explicit = build_authorizer([
+        {"effect": "deny", "action": "manage", "topic": "rules/#", "principal": "ops"},
+        {"effect": "allow", "action": "manage", "topic": "things/#", "principal": "dev1"},
+    ])
+    assert explicit(device, Action.MANAGE, "things/lamp") == 0
+    assert explicit(device, Action.MANAGE, "rules/r1") == ReasonCode.NOT_AUTHORIZED
+    ops = ident("ops", principal="ops")
+    ops.administrator = True
+    assert explicit(ops, Action.MANAGE, "rules/r1") == ReasonCode.NOT_AUTHORIZED
+    assert explicit(ops, Action.MANAGE, "things/t") == 0
+    assert is_trivial(explicit)  # no rule about MQTT actions: topic checks can be skipped
+    all_rule = parse_rules([{"effect": "allow", "action": "all", "principal": "dev1"}])
+    assert Action.MANAGE not in all_rule[0].actions

@@ -3,13 +3,15 @@
 A rule is a dict::
 
     {"effect": "deny" | "allow",
-     "action": "connect" | "publish" | "subscribe" | "receive" | "all"   (or a list of them),
+     "action": "connect" | "publish" | "subscribe" | "receive" | "all" | "manage"  (or a list of them),
      "topic": "<MQTT filter; %c = client id, %u = user name>"            (optional),
      "username": "...", "client_id": "...", "principal": "...",          (optional, exact match)
      "anonymous": true | false,                                          (optional)
      "reason_code": 0x87}                                                (optional, deny only)
 
-The first rule that matches wins; when none matches, access is allowed. A rule without
+The first rule that matches wins; when none matches, an MQTT action is allowed and ``manage`` (the
+control plane: rules, things, the admin API; resource ``<kind>/<name>``) is allowed to
+administrators only. ``all`` means the four MQTT actions, never ``manage``. A rule without
 ``topic`` matches every topic and also CONNECT; a rule with a ``topic`` never matches CONNECT.
 
 Matching per action:
@@ -47,12 +49,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from thingcore.auth.identity import Action, Authorizer, Identity
+from thingcore.auth.identity import MQTT_ACTIONS, Action, Authorizer, Identity
 from thingcore.mqtt.reason_codes import ReasonCode
 from thingcore.mqtt.topics import SHARE_PREFIX, topic_matches
 
 _KEYS = {"effect", "action", "topic", "username", "client_id", "principal", "anonymous", "reason_code"}
-_ALL_ACTIONS = tuple(Action)
+_ALL_ACTIONS = MQTT_ACTIONS  # what "all" means in a rule
+_NOT_AUTHORIZED = int(ReasonCode.NOT_AUTHORIZED)
 
 
 # -- topic matching (no regular expressions) ------------------------------------------------
@@ -254,13 +257,16 @@ def _compile(rule: Rule, action: Action) -> _Check:
 
 
 def allow_all(identity: Identity, action: Action, topic: str | None) -> int:
-    """The authorizer used when there are no rules: everything is allowed."""
+    """The authorizer used when there are no rules: every MQTT action is allowed; managing the server
+    (``Action.MANAGE``) only to administrators."""
+    if action is Action.MANAGE and not identity.administrator:
+        return _NOT_AUTHORIZED
     return 0
 
 
 def is_trivial(authorizer: Authorizer | None) -> bool:
-    """Whether an authorizer allows everything (the broker can then skip calling it)."""
-    return authorizer is None or authorizer is allow_all
+    """Whether an authorizer allows every MQTT action (the broker can then skip calling it for topics)."""
+    return authorizer is None or authorizer is allow_all or getattr(authorizer, "mqtt_trivial", False)
 
 
 def build_authorizer(
@@ -272,10 +278,10 @@ def build_authorizer(
         return allow_all
 
     by_action: dict[Action, list[tuple[_Check, int]]] = {}
-    for action in _ALL_ACTIONS:
+    for action in Action:
         compiled = [(_compile(r, action), r.reason_code) for r in parsed if action in r.actions]
-        # Trailing allow rules change nothing (no match means allow): drop them.
-        while compiled and compiled[-1][1] == 0:
+        # Trailing allow rules of MQTT actions change nothing (no match means allow): drop them.
+        while compiled and compiled[-1][1] == 0 and action is not Action.MANAGE:
             compiled.pop()
         if compiled:
             by_action[action] = compiled
@@ -292,10 +298,25 @@ def build_authorizer(
     )
     cache: dict[tuple[Any, ...], int] = {}
 
+    def decide(checks: list[tuple[_Check, int]], identity: Identity, action: Action, topic: str | None) -> int:
+        if topic is None:
+            levels = None
+        elif action is Action.SUBSCRIBE and topic.startswith(SHARE_PREFIX):
+            # $share/<group>/<filter>: the rules apply to <filter>.
+            levels = topic.split("/")[2:] or topic.split("/")
+        else:
+            levels = topic.split("/")
+        for check, code in checks:
+            if check(identity, topic, levels):
+                return code
+        return allow_all(identity, action, topic)  # no rule matched: the default of the action
+
     def authorize(identity: Identity, action: Action, topic: str | None) -> int:
         checks = by_action.get(action)
         if checks is None:
-            return 0
+            return allow_all(identity, action, topic)
+        if action is Action.MANAGE:  # rare, and its default depends on the caller: never cached
+            return decide(checks, identity, action, topic)
         if needs_identity:
             key: tuple[Any, ...] = (
                 action,
@@ -304,24 +325,14 @@ def build_authorizer(
                 identity.username,
                 identity.principal,
                 identity.anonymous,
+                identity.administrator,
             )
         else:
             key = (action, topic)
         result = cache.get(key)
         if result is not None:
             return result
-        if topic is None:
-            levels = None
-        elif action is Action.SUBSCRIBE and topic.startswith(SHARE_PREFIX):
-            # $share/<group>/<filter>: the rules apply to <filter>.
-            levels = topic.split("/")[2:] or topic.split("/")
-        else:
-            levels = topic.split("/")
-        result = 0
-        for check, code in checks:
-            if check(identity, topic, levels):
-                result = code
-                break
+        result = decide(checks, identity, action, topic)
         if len(cache) >= cache_size:
             # Evict the oldest entry (dicts keep insertion order).
             try:
@@ -332,6 +343,7 @@ def build_authorizer(
         return result
 
     authorize.rules = parsed  # type: ignore[attr-defined]
+    authorize.mqtt_trivial = not any(a in by_action for a in MQTT_ACTIONS)  # type: ignore[attr-defined]
     authorize.cache = cache  # type: ignore[attr-defined]
     return authorize
 

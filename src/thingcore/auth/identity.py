@@ -13,10 +13,20 @@ from enum import StrEnum
 
 
 class Action(StrEnum):
+    """What a caller wants to do; the resource is a topic, a filter, or (MANAGE) a control-plane object."""
+
     CONNECT = "connect"
     PUBLISH = "publish"
     SUBSCRIBE = "subscribe"
     RECEIVE = "receive"
+    # Control-plane operations (rules, things, thing types, destinations, the admin API). The resource names
+    # the object as "<kind>/<name>" (e.g. "rules/lamp_rule", "things/lamp-1"). Unlike the MQTT actions,
+    # MANAGE is denied by default: only administrators, or callers an access rule allows, may manage.
+    MANAGE = "manage"
+
+
+#: The MQTT actions: what "all" means in an access rule (MANAGE must be named on its own).
+MQTT_ACTIONS = (Action.CONNECT, Action.PUBLISH, Action.SUBSCRIBE, Action.RECEIVE)
 
 
 @dataclass(slots=True)
@@ -33,6 +43,9 @@ class Identity:
     # SHA-256 hex of the client certificate (DER), lower case.
     cert_fingerprint: str | None = None
     anonymous: bool = True
+    # Proved administrator rights (the admin token, or an unauthenticated loopback caller where
+    # [admin] allow_unauthenticated admits it): may MANAGE unless an access rule denies it.
+    administrator: bool = False
 
 
 @dataclass(slots=True)
@@ -53,4 +66,4 @@ Authenticator = Callable[[Identity, bytes | None], Awaitable[AuthResult]]
 # (identity, action, topic or filter) -> 0 allow, or the reason code to refuse with.
 Authorizer = Callable[[Identity, Action, str | None], int]
 
-__all__ = ["Action", "AuthResult", "Authenticator", "Authorizer", "Identity"]
+__all__ = ["MQTT_ACTIONS", "Action", "AuthResult", "Authenticator", "Authorizer", "Identity"]
