@@ -108,6 +108,11 @@ class AdminSettings(_Section):
 
 
 class RulesSettings(_Section):
+    principal: str = Field(
+        "thingcore-rules", min_length=1,
+        description="Principal rule actions act as: a republish passes the same gate as a client's publish, so "
+        "access rules with `principal = \"thingcore-rules\"` confine what rules may write",
+    )
     directory: Path | None = Field(
         None, description="Directory of AWS topicRulePayload JSON files applied at start-up (file name = rule name)"
     )

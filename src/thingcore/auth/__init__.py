@@ -9,7 +9,7 @@ from thingcore.auth.acl import (
     parse_rules,
     topic_matches,
 )
-from thingcore.auth.identity import Action, Authenticator, Authorizer, AuthResult, Identity
+from thingcore.auth.identity import Action, Authenticator, Authorizer, AuthResult, Identity, service_identity
 from thingcore.auth.passwords import PasswordFile, PasswordFileError
 from thingcore.auth.policy import build_authenticator, is_loopback, login_name
 
@@ -30,5 +30,6 @@ __all__ = [
     "is_trivial",
     "login_name",
     "parse_rules",
+    "service_identity",
     "topic_matches",
 ]

@@ -48,6 +48,13 @@ class Identity:
     administrator: bool = False
 
 
+def service_identity(principal: str, listener: str) -> Identity:
+    """An in-process service acting on its own behalf (a rule's actions): an authenticated principal that
+    access rules can name, never an administrator."""
+    return Identity(client_id="", username=None, principal=principal, listener=listener, address="",
+                    anonymous=False)
+
+
 @dataclass(slots=True)
 class AuthResult:
     # 0 accepted, else an MQTT 5 CONNACK reason code (0x86 bad user/password, 0x87 not authorized,
@@ -66,4 +73,4 @@ Authenticator = Callable[[Identity, bytes | None], Awaitable[AuthResult]]
 # (identity, action, topic or filter) -> 0 allow, or the reason code to refuse with.
 Authorizer = Callable[[Identity, Action, str | None], int]
 
-__all__ = ["MQTT_ACTIONS", "Action", "AuthResult", "Authenticator", "Authorizer", "Identity"]
+__all__ = ["MQTT_ACTIONS", "Action", "AuthResult", "Authenticator", "Authorizer", "Identity", "service_identity"]

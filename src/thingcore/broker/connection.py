@@ -16,6 +16,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from thingcore.auth import Action, Identity
+from thingcore.broker.admission import PublishRefused
 from thingcore.broker.message import Message
 from thingcore.broker.router import Entry
 from thingcore.mqtt import (
@@ -391,6 +392,10 @@ class Connection(asyncio.Protocol):
         if verdict:
             self.disconnect_reason = "AUTH_ERROR"
             return self._refuse(verdict, "not authorized to connect")
+        verdict, text = broker.check_owner(client_id, self.identity)
+        if verdict:
+            self.disconnect_reason = "AUTH_ERROR"
+            return self._refuse(verdict, text)
 
         # keep-alive, limits, session expiry
         keep_alive = broker.effective_keep_alive(packet.keep_alive)
@@ -412,10 +417,14 @@ class Connection(asyncio.Protocol):
             ack_props["session_expiry_interval"] = capped
         if packet.will is not None:
             w = packet.will
-            self.will = Message.from_publish_properties(
+            will = Message.from_publish_properties(
                 w.topic, w.payload, w.qos, w.retain, w.properties, client_id=client_id,
                 principal=self.identity.principal, source_address=self.address,
             )
+            verdict, text = broker.admit_will(will, self.identity)
+            if verdict:
+                return self._refuse(verdict, text)
+            self.will = will
             self.will_delay = w.properties.get("will_delay_interval", 0) if self.v5 else 0
 
         session, present = broker.attach(self, client_id, packet.clean_start, capped)
@@ -472,38 +481,34 @@ class Connection(asyncio.Protocol):
                 try:
                     p.payload.decode("utf-8")
                 except UnicodeDecodeError:
+                    self.broker.stats.publishes_refused += 1
                     return self._reject_publish(p, ReasonCode.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8")
             if "subscription_identifier" in props:
                 raise MQTTError(ReasonCode.PROTOCOL_ERROR, "subscription identifier in a client PUBLISH")
-        if not topic or "+" in topic or "#" in topic:
+        if not topic or "+" in topic or "#" in topic:  # malformed: a protocol error, not a refusal
             raise MQTTError(ReasonCode.TOPIC_NAME_INVALID, f"invalid topic name {topic!r}")
         qos = p.qos
         if qos > broker.max_qos:
             raise MQTTError(ReasonCode.QOS_NOT_SUPPORTED, f"QoS {qos} is not supported")
-        if broker.topic_limits is not None:
-            reason = broker.topic_limits(topic, len(p.payload), p.retain)
-            if reason:
-                if reason == ReasonCode.PACKET_TOO_LARGE:
-                    raise MQTTError(reason, "payload above the limit")
-                return self._reject_publish(p, reason, "topic not allowed")
         if qos == 2 and p.packet_id in self.session.inbound_qos2:
             self.send_packet(Pubrec(p.packet_id))  # a resend before PUBREL: already published once
             return None
-        if broker.authorize_all is False:
-            verdict = broker.authorize(self.identity, Action.PUBLISH, topic)
-            if verdict:
-                return self._reject_publish(p, verdict, "not authorized to publish")
-        if qos:
-            if self.inbound_pending >= broker.receive_maximum:
-                raise MQTTError(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "too many unacknowledged QoS 1/2 publishes")
-            self.inbound_pending += 1
+        if qos and self.inbound_pending >= broker.receive_maximum:
+            raise MQTTError(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "too many unacknowledged QoS 1/2 publishes")
         msg = Message(topic, p.payload, qos, p.retain, {}, self.client_id, self.identity.principal, self.address)
         if props:
             msg.properties = {k: props[k] for k in _FORWARDED if k in props}
             interval = props.get("message_expiry_interval")
             if interval is not None:
                 msg.expires_at = msg.received_at + interval
-        commit = broker.publish(msg)
+        try:
+            commit = broker.publish(msg, self.identity)
+        except PublishRefused as refusal:
+            if refusal.reason_code == ReasonCode.PACKET_TOO_LARGE:
+                raise MQTTError(refusal.reason_code, refusal.message) from None
+            return self._reject_publish(p, refusal.reason_code, refusal.message)
+        if qos:
+            self.inbound_pending += 1
         if broker.congested:
             self._apply_backpressure()
         if qos == 0:
@@ -562,7 +567,6 @@ class Connection(asyncio.Protocol):
                 self.inbound_pending -= 1
 
     def _reject_publish(self, p: Publish, reason: int, text: str) -> None:
-        self.broker.stats.publishes_refused += 1
         if not self.v5:
             if self.broker.aws_profile:  # AWS IoT Core hangs up on a 3.1.1 publish it refuses
                 raise MQTTError(reason, text)

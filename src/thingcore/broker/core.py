@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from thingcore.auth import Action, AuthResult, Identity
+from thingcore.auth import Action, AuthResult, Identity, allow_all
+from thingcore.broker.admission import Admission, PublishRefused, who
 from thingcore.broker.message import Message
 from thingcore.broker.retained import RetainedStore
 from thingcore.broker.router import Entry, Router
 from thingcore.broker.session import NEVER_EXPIRES, Session
 from thingcore.mqtt import MQTTError, ReasonCode
 from thingcore.mqtt.packets import MQTT_5, Connect, Subscription
-from thingcore.mqtt.topics import validate_topic_name
 
 if TYPE_CHECKING:
     from thingcore.broker.connection import Connection
@@ -56,9 +56,11 @@ class Stats:
 
 
 class BusSubscription:
-    """An in-process subscriber (shadow service, rules engine, dashboard feed)."""
+    """An in-process subscriber (shadow service, rules engine, dashboard feed): the broker's own services,
+    trusted to receive what they subscribe to (``identity`` None)."""
 
     __slots__ = ("client_id", "filter", "handler", "qos")
+    identity = None
 
     def __init__(self, name: str, topic_filter: str, handler: MessageHandler, qos: int) -> None:
         self.client_id = name
@@ -79,10 +81,6 @@ class BusSubscription:
         return result
 
 
-def _allow_all(_identity: Identity, _action: Action, _topic: str | None) -> int:
-    return 0
-
-
 async def _allow_anyone(_identity: Identity, _password: bytes | None) -> AuthResult:
     return AuthResult()
 
@@ -101,8 +99,8 @@ class Broker:
         self.settings = settings
         self.storage = storage
         self.authenticate = authenticate or _allow_anyone
-        self.authorize = authorize or _allow_all
-        self.authorize_all = authorize is None or authorize is _allow_all if authorize_is_trivial is None \
+        self.authorize = authorize or allow_all
+        self.authorize_all = authorize is None or authorize is allow_all if authorize_is_trivial is None \
             else authorize_is_trivial
         self.aws_profile = settings.profile == "aws"
         self.max_packet_size = limits.max_packet_size
@@ -153,6 +151,7 @@ class Broker:
         self._shared_rr: dict[tuple[str, str], int] = {}
         self._bus_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.admission = Admission(self)  # the one gate: publish(msg, origin) runs its stages
 
     # -- start and stop --------------------------------------------------------------------------
 
@@ -168,6 +167,7 @@ class Broker:
             meta = orjson.loads(stored.meta)
             session = Session(self, stored.client_id, meta["expiry"], meta["level"])
             session.disconnected_at = meta.get("disconnected_at") or now
+            session.identity = Session.owner_identity(stored.client_id, meta.get("owner"))
             for key, qos, nl, rap, rh, sid in meta["subs"]:
                 from thingcore.mqtt.topics import parse_shared
 
@@ -217,23 +217,33 @@ class Broker:
             return ReasonCode.QUOTA_EXCEEDED if packet.protocol_level == MQTT_5 else ReasonCode.SERVER_UNAVAILABLE, \
                 "connection limit reached"
         will = packet.will
-        if will is not None:
-            try:
-                validate_topic_name(will.topic)
-            except MQTTError as exc:
-                return exc.reason_code, "invalid will topic"
+        if will is not None:  # its topic and permission are the gate's, once the client is known (admit_will)
             if will.qos > self.max_qos:
                 return ReasonCode.QOS_NOT_SUPPORTED, f"will QoS {will.qos} is not supported"
-            if self.topic_limits is not None:
-                reason = self.topic_limits(will.topic, len(will.payload), will.retain)
-                if reason:
-                    return reason, "will topic not allowed"
             if will.properties.get("payload_format_indicator") == 1:
                 try:
                     will.payload.decode("utf-8")
                 except UnicodeDecodeError:
                     return ReasonCode.PAYLOAD_FORMAT_INVALID, "will payload is not UTF-8"
         return 0, ""
+
+    def admit_will(self, will: Message, identity: Identity) -> tuple[int, str]:
+        """A will is a publish the client makes in advance: the gate judges it at CONNECT (and again when due)."""
+        try:
+            self.admission.admit(will, identity)
+        except PublishRefused as refusal:
+            return refusal.reason_code, f"will refused: {refusal.message}"
+        return 0, ""
+
+    def check_owner(self, client_id: str, identity: Identity) -> tuple[int, str]:
+        """A session belongs to the principal that made it: another principal may not take it over (and with
+        it the messages queued for it). Anonymous clients share the one anonymous principal."""
+        existing = self.sessions.get(client_id)
+        if existing is None or existing.identity is None or existing.identity.principal == identity.principal:
+            return 0, ""
+        self.admission.log("refused CONNECT of %s as client id %r: the session belongs to another principal",
+                           who(identity), client_id)
+        return ReasonCode.NOT_AUTHORIZED, "this client id belongs to another principal"
 
     def connected_count(self) -> int:
         return sum(1 for s in self.sessions.values() if s.connection is not None)
@@ -286,7 +296,7 @@ class Broker:
         session.expiry_interval = expiry
         session.protocol_level = conn.level
         session.connection = conn
-        session.identity = conn.identity
+        session.set_identity(conn.identity)
         session.disconnected_at = None
         if not present or session.persistent:
             session.save()
@@ -315,7 +325,7 @@ class Broker:
         if will is not None:
             delay = min(conn.will_delay, session.expiry_interval)
             if delay <= 0:
-                self._publish_will(will)
+                self._publish_will(will, conn.identity)
             else:
                 session.will_message = will
                 session.will_handle = self._loop.call_later(delay, self._delayed_will, session)
@@ -329,12 +339,15 @@ class Broker:
         session.will_handle = None
         will, session.will_message = session.will_message, None
         if will is not None and session.connection is None:
-            self._publish_will(will)
+            self._publish_will(will, session.identity)
 
-    def _publish_will(self, will: Message) -> None:
-        self.stats.wills_published += 1
+    def _publish_will(self, will: Message, identity: Identity | None) -> None:
         will.received_at = time.time()
-        self.publish(will)
+        try:
+            self.publish(will, identity)
+        except PublishRefused:  # logged by the gate; the client was told at CONNECT if it was refused then
+            return
+        self.stats.wills_published += 1
 
     def _schedule_expiry(self, session: Session, now: float) -> None:
         if session.expiry_interval >= NEVER_EXPIRES or self._loop is None:
@@ -382,11 +395,11 @@ class Broker:
         sids = (sub_id,) if sub_id else ()
         now = time.time()
         qos_cap = min(sub.qos, self.max_qos)
-        identity = session.identity
+        check = not self.authorize_all
         for msg in self.retained.match(sub.filter):
             if msg.expired(now):
                 continue
-            if not self.authorize_all and self.authorize(identity, Action.RECEIVE, msg.topic):
+            if check and not session.may_receive(msg.topic):
                 continue
             session.deliver(msg, qos_cap, True, sids, None)
 
@@ -420,13 +433,17 @@ class Broker:
         group, bare = parse_shared(sub.filter)
         self.router.remove(sub, bare, group)
 
-    def publish(self, msg: Message) -> asyncio.Future | None:
-        """Route one message to every matching subscriber.
+    def publish(self, msg: Message, origin: Identity | None = None) -> asyncio.Future | None:
+        """Admit one message through the gate (when it comes from a client: ``origin``) and route it to every
+        matching subscriber that may receive it.
 
-        Returns None, or a future that resolves once every copy owed to a persistent session (and a
-        retained message, and the rules engine's outbox entries) is committed to storage: the
-        publisher's acknowledgement waits for it.
+        Raises :class:`~thingcore.broker.admission.PublishRefused` when the gate refuses it. Returns None,
+        or a future that resolves once every copy owed to a persistent session (and a retained message, and
+        the rules engine's outbox entries) is committed to storage: the publisher's acknowledgement waits
+        for it. ``origin`` None is the broker's own services speaking (shadow answers, lifecycle events).
         """
+        if origin is not None:
+            self.admission.admit(msg, origin)
         stats = self.stats
         stats.msgs_in += 1
         if self.congested:  # congestion is reported for the latest publish only; in-process publishers ignore it
@@ -447,10 +464,8 @@ class Broker:
             sub = t.subscriber
             if t.no_local and sub.client_id == sender:
                 continue
-            if check:
-                identity = getattr(sub, "identity", None)
-                if identity is not None and self.authorize(identity, Action.RECEIVE, topic):
-                    continue
+            if check and sub.identity is not None and not sub.may_receive(topic):
+                continue
             fut = sub.deliver(msg, t.qos, msg.retain and t.retain_as_published, t.subscription_ids, cache)
             if fut is not None:
                 if futures is None:
@@ -459,7 +474,7 @@ class Broker:
                     futures.append(fut)
         if match.shared_groups:
             for group, members in match.shared_groups:
-                fut = self._deliver_shared(msg, group, members, cache)
+                fut = self._deliver_shared(msg, group, members, cache, check)
                 if fut is not None:
                     if futures is None:
                         futures = [fut]
@@ -471,23 +486,34 @@ class Broker:
             return futures[0]
         return asyncio.gather(*futures)
 
-    def _deliver_shared(self, msg: Message, group: str, members: dict, cache: dict) -> asyncio.Future | None:
+    def _deliver_shared(self, msg: Message, group: str, members: dict, cache: dict,
+                        check: bool) -> asyncio.Future | None:
+        """One member of the group gets the message: round robin over those that may receive it, preferring
+        members connected right now; when no member may receive it, nobody does."""
         if not members:
             return None
         items = list(members.items())
         key = (group, id(members))
         start = self._shared_rr.get(key, 0)
         n = len(items)
-        chosen = None
-        for i in range(n):  # round robin, preferring members that are connected right now
+        chosen = fallback = None
+        topic = msg.topic
+        for i in range(n):
             sub, entry = items[(start + i) % n]
+            if check and sub.identity is not None and not sub.may_receive(topic):
+                continue
             if getattr(sub, "connection", True) is not None:
                 chosen = (sub, entry)
                 self._shared_rr[key] = (start + i + 1) % n
                 break
+            if fallback is None:
+                fallback = (sub, entry, i)
         if chosen is None:
-            chosen = items[start % n]
-            self._shared_rr[key] = (start + 1) % n
+            if fallback is None:
+                return None
+            sub, entry, i = fallback
+            chosen = (sub, entry)
+            self._shared_rr[key] = (start + i + 1) % n
         sub, entry = chosen
         sids = (entry.subscription_id,) if entry.subscription_id else ()
         return sub.deliver(msg, entry.qos, msg.retain and entry.retain_as_published, sids, cache)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from thingcore.auth import Action, Identity
 from thingcore.broker.message import Message
 from thingcore.broker.router import Entry
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from thingcore.broker.core import Broker
 
 NEVER_EXPIRES = 0xFFFFFFFF
+RECEIVE_CACHE_SIZE = 1024  # topics whose receive verdict a session remembers (the authorizer caches more)
 
 QUEUED, SENT, RELEASED = 0, 1, 2  # Outgoing.state: waiting, PUBLISH sent, PUBREL sent (QoS 2)
 
@@ -64,7 +66,9 @@ class Session:
         self.queue: deque[Outgoing] = deque()
         self.inbound_qos2: set[int] = set()
         self.disconnected_at: float | None = None
-        self.identity: Any = None
+        # who owns the session: the connected client's identity, or (restored from storage) its owner's
+        self.identity: Identity | None = None
+        self._receive_cache: dict[str, bool] = {}
         self.expiry_handle: asyncio.TimerHandle | None = None
         self.will_handle: asyncio.TimerHandle | None = None
         self.will_message: Message | None = None
@@ -79,6 +83,38 @@ class Session:
     @property
     def persistent(self) -> bool:
         return self.expiry_interval > 0
+
+    # -- who may receive what --------------------------------------------------------------------
+
+    def set_identity(self, identity: Identity) -> None:
+        self.identity = identity
+        self._receive_cache.clear()
+
+    def may_receive(self, topic: str) -> bool:
+        """The gate's RECEIVE verdict for this session's owner on ``topic``, remembered per topic."""
+        allowed = self._receive_cache.get(topic)
+        if allowed is None:
+            identity = self.identity
+            allowed = identity is None or not self.broker.authorize(identity, Action.RECEIVE, topic)
+            cache = self._receive_cache
+            if len(cache) >= RECEIVE_CACHE_SIZE:
+                cache.clear()
+            cache[topic] = allowed
+        return allowed
+
+    def owner_record(self) -> dict[str, Any] | None:
+        identity = self.identity
+        if identity is None:
+            return None
+        return {"principal": identity.principal, "username": identity.username, "anonymous": identity.anonymous}
+
+    @staticmethod
+    def owner_identity(client_id: str, owner: dict[str, Any] | None) -> Identity | None:
+        """The owner of a stored session, enough for access rules while its client is away."""
+        if not owner:
+            return None
+        return Identity(client_id=client_id, username=owner.get("username"), principal=owner.get("principal"),
+                        listener="", address="", anonymous=bool(owner.get("anonymous", True)))
 
     # -- delivery --------------------------------------------------------------------------------
 
@@ -197,7 +233,7 @@ class Session:
         ]
         return orjson.dumps({
             "expiry": self.expiry_interval, "level": self.protocol_level, "subs": subs,
-            "disconnected_at": self.disconnected_at,
+            "disconnected_at": self.disconnected_at, "owner": self.owner_record(),
         })
 
     def save(self) -> asyncio.Future | None:

@@ -24,6 +24,7 @@ from fastapi.responses import Response
 from starlette.routing import Route
 
 from thingcore.auth import Action, Identity
+from thingcore.broker.admission import PublishRefused
 from thingcore.broker.message import Message
 from thingcore.http.caller import Callers
 from thingcore.http.errors import AWSError
@@ -168,12 +169,18 @@ def _publish_properties(request: Request, payload: bytes) -> tuple[dict[str, Any
     return props, expiry
 
 
-_LIMIT_ERRORS = {
-    ReasonCode.PACKET_TOO_LARGE: (413, "RequestEntityTooLargeException", "the payload is above the limit"),
-    ReasonCode.TOPIC_NAME_INVALID: (400, _BAD, "the topic is above AWS IoT's limits (256 bytes, 8 levels)"),
-    ReasonCode.RETAIN_NOT_SUPPORTED: (400, _BAD, "retained messages are not allowed on reserved ($) topics"),
-    ReasonCode.NOT_AUTHORIZED: (403, "ForbiddenException", "publishing to this reserved topic is not allowed"),
+_REFUSALS = {  # the gate's reason code -> HTTP status and AWS error type
+    ReasonCode.PACKET_TOO_LARGE: (413, "RequestEntityTooLargeException"),
+    ReasonCode.TOPIC_NAME_INVALID: (400, _BAD),
+    ReasonCode.RETAIN_NOT_SUPPORTED: (400, _BAD),
+    ReasonCode.QUOTA_EXCEEDED: (429, "ThrottlingException"),
 }
+
+
+def refusal_error(topic: str, refusal: PublishRefused) -> AWSError:
+    """The gate's refusal of an HTTP publish, as AWS answers it (403 unless the reason says otherwise)."""
+    status, error_type = _REFUSALS.get(refusal.reason_code, (403, "ForbiddenException"))
+    return AWSError(status, error_type, f"cannot publish to {topic!r}: {refusal.message}")
 
 
 class _Waiter:
@@ -209,18 +216,13 @@ class DataPlane:
         retain = _bool(params.get("retain"), "retain")
         props, expiry = _publish_properties(request, body)
         broker = self.broker
-        if broker.topic_limits is not None:
-            reason = broker.topic_limits(topic, len(body), retain)
-            if reason:
-                status, error_type, message = _LIMIT_ERRORS.get(reason, (400, _BAD, "topic not allowed"))
-                raise AWSError(status, error_type, message)
-        if not self._allowed(identity, Action.PUBLISH, topic):
-            broker.stats.publishes_refused += 1
-            raise AWSError(403, "ForbiddenException", f"not authorized to publish to {topic!r}")
         msg = Message(topic, body, qos, retain, props, None, identity.principal, identity.address)
         if expiry is not None:
             msg.expires_at = msg.received_at + expiry
-        commit = broker.publish(msg)
+        try:
+            commit = broker.publish(msg, identity)
+        except PublishRefused as refusal:
+            raise refusal_error(topic, refusal) from None
         if broker.congested:
             await self._backpressure()
         if qos and commit is not None:

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import orjson
 
+from thingcore.auth import service_identity
 from thingcore.broker.core import BusSubscription
 from thingcore.broker.message import Message
 from thingcore.mqtt.topics import topic_matches
@@ -181,7 +182,8 @@ class RulesEngine:
 
             raise ConfigError(f"[functions]: {exc}") from exc
         self.services = Services(self.functions, dict(settings.secrets), settings.aws.account_id)
-        self.env = ActionEnv(broker, settings, compile_template, self.functions, self._http_client)
+        self.env = ActionEnv(broker, settings, compile_template, self.functions, self._http_client,
+                             origin=service_identity(settings.rules.principal, "rules"))
         self.rules: dict[str, CompiledRule] = {}
         self.metrics = EngineMetrics()
         self.collector = RulesCollector(self._metric_rows, self.metrics, lambda: len(self.rules), self.outbox)

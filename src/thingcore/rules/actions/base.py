@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from thingcore.auth import Identity
 from thingcore.rules.metrics import ActionMetrics
 from thingcore.rules.sql.context import MessageContext, format_trace_id
 from thingcore.rules.sql.values import bytes_as_text, dumps, output_to_bytes
@@ -56,6 +57,7 @@ class ActionEnv:
     functions: Any = None  #: thingcore.rules.functions.FunctionRunner
     http_client: Callable[[], Any] | None = None  #: returns the shared httpx.AsyncClient
     sql_version: str = "2015-10-08"  #: the rule's awsIotSqlVersion: templates evaluate with it
+    origin: Identity | None = None  #: who the rule acts as when it publishes ([rules] principal)
 
 
 def output_payload(out: Any) -> bytes:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from thingcore.broker.admission import PublishRefused
 from thingcore.broker.message import Message
 from thingcore.mqtt import MQTTError
 from thingcore.mqtt.topics import validate_topic_name
@@ -42,7 +43,6 @@ _HEADER_FIELDS = {
 }
 _FORMATS = {"UNSPECIFIED_BYTES": 0, "UTF8_DATA": 1}
 _MAX_HEADER = 1024
-_CHEAP_TOPIC_LEN = 16383  # characters: at most 4 bytes each, so below MQTT's 65 535-byte limit
 
 
 class RepublishAction(Action):
@@ -89,12 +89,9 @@ class RepublishAction(Action):
                 self.user_properties.append((TemplateField(kv["key"], env, where + ".key"),
                                              TemplateField(kv["value"], env, where + ".value")))
         self.slow_templates = self.needs_services
-        self._publish = env.broker.publish if env.broker is not None else None
-        # a topic made of literals without wildcards and levels of the (valid) incoming topic is valid
-        # unless it comes out empty or too long, so only those two are checked per message
-        parts = self.topic.topic_parts
-        self.topic_checked_cheaply = parts is not None and not any(
-            type(p) is str and ("+" in p or "#" in p or "\x00" in p) for p in parts)
+        # the rule's message passes the broker's gate as the rule's principal, like any client's publish
+        self._broker_publish = env.broker.publish if env.broker is not None else None
+        self.origin = env.origin
         self.has_headers = bool(self.headers or self.user_properties)
         #: topic -> republish topic, when that is all execute() has to render (the usual republish)
         self._quick_topic: Callable[[str], str] | None = None
@@ -102,7 +99,7 @@ class RepublishAction(Action):
             const = self.topic.const
             if const is not None:
                 self._quick_topic = lambda _topic: const
-            elif self.topic_checked_cheaply:
+            elif self.topic.topic_parts is not None:
                 self._quick_topic = self.topic.from_topic
         # a QoS 0 copy is never stored, so broker.publish completes it at once: no firing needed
         self.direct = self._quick_topic is not None and self.qos == 0
@@ -144,10 +141,16 @@ class RepublishAction(Action):
             props["user_property"] = [(k.render(firing), v.render(firing)) for k, v in self.user_properties]
         return props
 
+    def _publish(self, msg: Message) -> asyncio.Future | None:
+        try:
+            return self._broker_publish(msg, self.origin)  # type: ignore[misc]
+        except PublishRefused as refusal:
+            raise ActionError(f"cannot republish to {msg.topic!r}: {refusal.message}") from None
+
     def _message(self, firing: Firing) -> Message:
-        topic = self.topic.const  # checked when the rule was created
+        topic = self.topic.const
         if topic is None:
-            topic = self._rendered_topic(firing)
+            topic = self.topic.render(firing)
         now = time.time()
         if not self.has_headers:
             return Message(topic, firing.payload, self.qos, False, {}, None, None, None, now)
@@ -158,22 +161,10 @@ class RepublishAction(Action):
             msg.expires_at = now + expiry
         return msg
 
-    def _rendered_topic(self, firing: Firing) -> str:
-        topic = self.topic.render(firing)
-        if not self.topic_checked_cheaply or not topic or len(topic) > _CHEAP_TOPIC_LEN:
-            try:
-                validate_topic_name(topic)
-            except MQTTError as exc:
-                raise ActionError(f"cannot republish to {topic!r}: {exc}") from None
-        return topic
-
     def execute(self, firing: Firing) -> Any:
         quick = self._quick_topic
         if quick is not None:  # _message() for the usual republish (no headers, topic from topic levels)
-            topic = quick(firing.topic)
-            if not topic or len(topic) > _CHEAP_TOPIC_LEN:
-                topic = self._rendered_topic(firing)
-            msg = Message(topic, firing.payload, self.qos, False, {}, None, None, None, time.time())
+            msg = Message(quick(firing.topic), firing.payload, self.qos, False, {}, None, None, None, time.time())
         elif self.slow_templates:
             return self._execute_rendered_in_thread(firing)
         else:
@@ -185,8 +176,6 @@ class RepublishAction(Action):
 
     def execute_direct(self, topic: str, output: Any) -> None:
         target = self._quick_topic(topic)  # type: ignore[misc]  # direct implies a quick topic
-        if not target or len(target) > _CHEAP_TOPIC_LEN:
-            raise ActionError("the topic needs the full check")  # execute() checks it and reports why
         if type(output) is dict:  # output_payload(), inlined for the usual JSON object
             try:
                 payload = orjson.dumps(output, default=bytes_as_text)
