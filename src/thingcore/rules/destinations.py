@@ -334,8 +334,10 @@ class TopicRuleDestinations:
         task.add_done_callback(self._sends.discard)
 
     async def _send(self, dest: Destination, token: str, enable_base: str) -> None:
-        """POST the challenge; a failure leaves the destination in ERROR with the reason (send again with
-        UpdateTopicRuleDestination IN_PROGRESS)."""
+        """POST the challenge. Any HTTP answer means the endpoint has the token: it may still confirm (an
+        answer other than 2xx is only noted in statusReason). No answer at all (refused address, no
+        connection) leaves the destination in ERROR with the reason: send again with UpdateTopicRuleDestination
+        IN_PROGRESS."""
         body = {"arn": dest.arn, "confirmationToken": token,
                 "enableUrl": f"{enable_base.rstrip('/')}/confirmdestination/{token}",
                 "messageType": "DestinationConfirmation"}
@@ -347,7 +349,13 @@ class TopicRuleDestinations:
             resp = await self.http_client().post(url, content=orjson.dumps(body), headers=headers,
                                                  timeout=self.timeout)
             if not 200 <= resp.status_code < 300:
-                reason = f"the confirmation request was answered with HTTP {resp.status_code}"
+                log.warning("topic rule destination %s: the confirmation request was answered with HTTP %d",
+                            dest.arn, resp.status_code)
+                async with self._lock:
+                    if dest.status == "IN_PROGRESS" and dest.token_hash == _hash(token):
+                        dest.status_reason = f"the confirmation request was answered with HTTP {resp.status_code}"
+                        await self.store.save(dest)
+            return
         except AddressRefused as exc:
             reason = f"the confirmation request was refused: {exc}"
         except httpx.HTTPError as exc:
