@@ -51,6 +51,7 @@ class RecordingServer:
     hits: list[Hit] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
     httpd: ThreadingHTTPServer | None = None
+    on_hit: Any = None  #: called with each recorded Hit, in the request's thread, before the answer
 
     def start(self) -> RecordingServer:
         recorder = self
@@ -65,6 +66,8 @@ class RecordingServer:
                                              status))
                     hold = self.path in recorder.held
                     recorder.cond.notify_all()
+                if recorder.on_hit is not None:
+                    recorder.on_hit(recorder.hits[-1])
                 if hold:
                     recorder.released.wait(TIMEOUT * 3)
                 self.send_response(status)
