@@ -159,7 +159,8 @@ class TopicRuleDestinations:
         self._keys: dict[str, UrlKey] = {}  # destination id -> its parsed confirmationUrl
         self._tokens: dict[str, str] = {}  # token hash -> destination id
         self._lock = asyncio.Lock()
-        self._sends: set[asyncio.Task] = set()
+        #: the confirmation request in flight per destination: at most one (a new challenge cancels the old)
+        self._sends: dict[str, asyncio.Task] = {}
 
     async def load(self) -> None:
         for dest in await self.store.load_all():
@@ -173,9 +174,10 @@ class TopicRuleDestinations:
                 self._tokens[dest.token_hash] = dest.id
 
     async def close(self) -> None:
-        for task in list(self._sends):
+        tasks = list(self._sends.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._sends, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- matching (the HTTP action) -----------------------------------------------------------------
 
@@ -296,6 +298,9 @@ class TopicRuleDestinations:
             dest = self._find(arn)
             del self.by_id[dest.id]
             del self._keys[dest.id]
+            sending = self._sends.pop(dest.id, None)
+            if sending is not None:
+                sending.cancel()
             if dest.token_hash:
                 self._tokens.pop(dest.token_hash, None)
             await self.store.delete(dest.id)
@@ -329,9 +334,15 @@ class TopicRuleDestinations:
         return token
 
     def _send_later(self, dest: Destination, token: str, enable_base: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._send(dest, token, enable_base))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        previous = self._sends.pop(dest.id, None)
+        if previous is not None:
+            previous.cancel()
+        task = self._sends[dest.id] = asyncio.get_running_loop().create_task(self._send(dest, token, enable_base))
+
+        def done(t: asyncio.Task) -> None:
+            if self._sends.get(dest.id) is t:
+                del self._sends[dest.id]
+        task.add_done_callback(done)
 
     async def _send(self, dest: Destination, token: str, enable_base: str) -> None:
         """POST the challenge. Any HTTP answer means the endpoint has the token: it may still confirm (an
