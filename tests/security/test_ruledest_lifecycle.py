@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from tests.integration.mqtt_helpers import PahoClient, uid
+from tests.integration.mqtt_helpers import PahoClient, uid, wait_for
 from tests.integration.rules_helpers import LOOPBACK_DESTINATIONS, Hit, RecordingServer, iot_client, rule_name
 from tests.server import ThingcoreProcess
 
@@ -59,8 +59,6 @@ def _status(iot: Any, arn: str) -> str:
 
 
 def _wait_status(iot: Any, arn: str, status: str) -> None:
-    from tests.integration.mqtt_helpers import wait_for
-
     wait_for(lambda: _status(iot, arn) == status, what=f"{arn} {status}")
 
 
@@ -104,6 +102,7 @@ def test_create_confirm_use_disable_delete(thingcore_factory, endpoint: Confirmi
     endpoint.confirm = True
     iot.update_topic_rule_destination(arn=arn, status="IN_PROGRESS")
     _wait_status(iot, arn, "ENABLED")
+    wait_for(lambda: endpoint.confirmations, what="the endpoint's confirmation")
     [(second, status)] = endpoint.confirmations
     assert status == 200 and second["confirmationToken"] != doc["confirmationToken"]
     assert httpx.get(f"http://127.0.0.1:{tc.http_port}/confirmdestination/{doc['confirmationToken']}").status_code \
