@@ -6,6 +6,7 @@ underscore, e.g. ``THINGCORE_TLS__CERTFILE`` or ``THINGCORE_LIMITS__MAX_QUEUED_M
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -125,6 +126,24 @@ class RulesSettings(_Section):
     http_concurrency: int = Field(8, ge=1, description="Requests in flight per HTTP action")
     function_timeout: float = Field(3.0, gt=0, description="Lambda handler timeout in seconds (aws_lambda(): 2)")
     function_workers: int = Field(4, ge=1, description="Threads running lambda handlers (the concurrency limit)")
+    allowed_destination_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks (CIDR, e.g. \"127.0.0.0/8\") that http, openSearch/elasticsearch and "
+        "salesforce actions and destination confirmations may connect to; public addresses are always allowed",
+    )
+    allow_private_destinations: bool = Field(
+        False, description="Let rule actions connect to any address: loopback, link-local (cloud metadata), private"
+    )
+
+    @field_validator("allowed_destination_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allowed_destination_networks: {net!r} is not a network: {exc}") from None
+        return value
 
 
 class TableKeys(_Section):

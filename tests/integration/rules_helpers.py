@@ -16,6 +16,9 @@ from tests.server import ThingcoreProcess
 
 FUNCTIONS_FILE = Path(__file__).with_name("rules_functions.py")
 TIMEOUT = 10.0
+#: [rules] settings that let actions reach the tests' HTTP servers. They listen on 127.0.0.1, which rule
+#: actions may not connect to unless the operator allows it: these tests allow it, explicitly.
+LOOPBACK_DESTINATIONS = {"allowed_destination_networks": ["127.0.0.0/8"]}
 
 
 def iot_client(tc: ThingcoreProcess, region: str = "us-east-1") -> Any:
@@ -48,6 +51,7 @@ class RecordingServer:
     hits: list[Hit] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
     httpd: ThreadingHTTPServer | None = None
+    on_hit: Any = None  #: called with each recorded Hit, in the request's thread, before the answer
 
     def start(self) -> RecordingServer:
         recorder = self
@@ -62,6 +66,8 @@ class RecordingServer:
                                              status))
                     hold = self.path in recorder.held
                     recorder.cond.notify_all()
+                if recorder.on_hit is not None:
+                    recorder.on_hit(recorder.hits[-1])
                 if hold:
                     recorder.released.wait(TIMEOUT * 3)
                 self.send_response(status)
@@ -89,6 +95,13 @@ class RecordingServer:
             if not self.cond.wait_for(lambda: len(mine()) >= n, timeout):
                 raise AssertionError(f"{path}: {len(mine())} of {n} requests in {timeout} s")
             return mine()
+
+    def wait_for_hit(self, what: str, match: Any, timeout: float = TIMEOUT) -> Hit:
+        """The first request ``match(hit)`` accepts, waiting for it."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: any(match(h) for h in self.hits), timeout):
+                raise AssertionError(f"no {what} in {timeout} s")
+            return next(h for h in self.hits if match(h))
 
     def release(self) -> None:
         self.released.set()
@@ -125,3 +138,15 @@ def rule_name(prefix: str = "rule") -> str:
     from tests.integration.mqtt_helpers import uid
 
     return uid(prefix).replace("-", "_")
+
+
+def confirm_destination(iot: Any, web: RecordingServer, url: str | None = None) -> str:
+    """A topic rule destination for ``url`` (default: the whole server), created and confirmed as its owner
+    would: the confirmation message thingcore POSTs to the server carries the token we confirm with."""
+    url = url or web.url + "/"
+    arn = iot.create_topic_rule_destination(
+        destinationConfiguration={"httpUrlConfiguration": {"confirmationUrl": url}})["topicRuleDestination"]["arn"]
+    hit = web.wait_for_hit(f"confirmation message for {arn}",
+                           lambda h: h.headers.get("x-amz-rules-engine-destination-arn") == arn)
+    iot.confirm_topic_rule_destination(confirmationToken=json.loads(hit.body)["confirmationToken"])
+    return arn

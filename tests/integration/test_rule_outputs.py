@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from tests.integration.mqtt_helpers import PahoClient, uid, wait_for
 from tests.integration.outputs_helpers import Forwarder, IndexServer, Mailbox, body_text, moto_s3
-from tests.integration.rules_helpers import RecordingServer, iot_client, rule_name
+from tests.integration.rules_helpers import LOOPBACK_DESTINATIONS, RecordingServer, iot_client, rule_name
 from tests.server import ThingcoreProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox, web: Reco
            s3_endpoint: str) -> Iterator[ThingcoreProcess]:
     mail = f"mailto://127.0.0.1:{mailbox.port}?from=thingcore@example.com&to=ops@example.com"
     config = {
-        "rules": {"retry_delay": 0.05, "max_attempts": 3},
+        "rules": {"retry_delay": 0.05, "max_attempts": 3, **LOOPBACK_DESTINATIONS},
         "cloudwatch": {"max_metric_series": 5},
         # keys quoted: the tests' TOML writer does not quote inline-table keys
         "notifications": {"topics": {f'"{MAIL_ARN}"': [mail], f'"{HOOK_ARN}"': [f"json://127.0.0.1:"

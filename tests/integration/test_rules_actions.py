@@ -13,13 +13,15 @@ import httpx
 import pytest
 from tests.integration.mqtt_helpers import PahoClient, props, uid, wait_for
 from tests.integration.rules_helpers import (
+    LOOPBACK_DESTINATIONS,
     RecordingServer,
+    confirm_destination,
     function_spec,
     iot_client,
     read_function_log,
     rule_name,
 )
-from tests.server import ThingcoreProcess, free_port
+from tests.server import ThingcoreProcess
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +38,7 @@ def function_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(tmp_path_factory: pytest.TempPathFactory, function_log: Path) -> Iterator[ThingcoreProcess]:
     config = {
         "functions": {name: function_spec(name) for name in ("record", "fail", "enrich")},
-        "rules": {"retry_delay": 0.05},
+        "rules": {"retry_delay": 0.05, **LOOPBACK_DESTINATIONS},
     }
     with ThingcoreProcess(tmp_path_factory.mktemp("rules"), config,
                           env={"THINGCORE_TEST_FUNCTION_LOG": str(function_log)}) as tc:
@@ -49,8 +51,9 @@ def iot(server: ThingcoreProcess):
 
 
 @pytest.fixture(scope="module")
-def web() -> Iterator[RecordingServer]:
+def web(iot) -> Iterator[RecordingServer]:
     srv = RecordingServer().start()
+    confirm_destination(iot, srv)  # http actions deliver only under a confirmed topic rule destination
     yield srv
     srv.stop()
 
@@ -161,7 +164,7 @@ def test_http_action_retries_after_503(iot, client: PahoClient, web: RecordingSe
     web.scripts[path] = [503]
     iot.create_topic_rule(ruleName=name, topicRulePayload={
         "sql": f"SELECT level, topic(2) AS site FROM 'tanks/{name}/level'", "awsIotSqlVersion": "2016-03-23",
-        "actions": [{"http": {"url": web.url + "/ingest/${topic(2)}",
+        "actions": [{"http": {"url": web.url + "/ingest/${topic(2)}", "confirmationUrl": web.url + "/ingest/",
                               "headers": [{"key": "x-sender", "value": "${clientid()}"}]}}]})
     client.publish(f"tanks/{name}/level", b'{"level": 0.75, "noise": 1}', 1)
     first, second = web.wait_hits(path, 2)
@@ -195,7 +198,10 @@ def test_http_4xx_is_not_retried_and_reaches_the_error_action(iot, client: PahoC
 def test_error_action_gets_one_document_for_all_failed_actions(iot, client: PahoClient, server: ThingcoreProcess,
                                                               function_log: Path) -> None:
     name = rule_name("down")
-    dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    gone = RecordingServer().start()
+    confirm_destination(iot, gone)
+    dead = gone.url + "/hook"
+    gone.stop()  # nothing listens there any more
     iot.create_topic_rule(ruleName=name, topicRulePayload={
         "sql": f"SELECT * FROM 'meters/{name}'",
         "actions": [

@@ -22,7 +22,14 @@ import httpx
 import pytest
 from tests.integration.engines import Redis
 from tests.integration.mqtt_helpers import PahoClient, uid, wait_for
-from tests.integration.rules_helpers import Hit, RecordingServer, iot_client, rule_name
+from tests.integration.rules_helpers import (
+    LOOPBACK_DESTINATIONS,
+    Hit,
+    RecordingServer,
+    confirm_destination,
+    iot_client,
+    rule_name,
+)
 from tests.server import ThingcoreProcess, to_toml
 
 from thingcore.rules.outbox import decode_page
@@ -32,7 +39,7 @@ pytestmark = pytest.mark.integration
 ROLE = "arn:aws:iam::123456789012:role/rules"
 N = 20
 #: a delivery is tried again after 0.5, 1, 2, 4 ... 30 s, 20 times: pending for minutes
-PATIENT = {"retry_delay": 0.5, "max_attempts": 20}
+PATIENT = {"retry_delay": 0.5, "max_attempts": 20, **LOOPBACK_DESTINATIONS}
 
 
 @pytest.fixture
@@ -119,6 +126,7 @@ def test_kill_9_with_deliveries_pending_delivers_them_after_restart(tmp_path: Pa
     config = {"rules": PATIENT, "destinations": {"streams": {"out": {"redis": redis_server.url}}}}
     tc = ThingcoreProcess(tmp_path / "tc", config).start()
     try:
+        confirm_destination(iot_client(tc), web)
         name = rule_name("crash")
         path = f"/hook/{name}"
         iot_client(tc).create_topic_rule(ruleName=name, topicRulePayload={
@@ -176,6 +184,7 @@ def test_a_puback_means_the_deliveries_are_stored(tmp_path: Path, web: Recording
     """Killed right after the last PUBACK: every acknowledged message is in the outbox, Basic Ingest too."""
     tc = ThingcoreProcess(tmp_path / "tc", {"rules": PATIENT}).start()
     try:
+        confirm_destination(iot_client(tc), web)
         name = rule_name("ack")
         path = f"/ack/{name}"
         iot_client(tc).create_topic_rule(ruleName=name, topicRulePayload={
@@ -202,6 +211,7 @@ def test_a_rule_changed_while_deliveries_are_stored_gets_none_of_them(tmp_path: 
     with a warning. A new description alone changes no delivery, live or at start: those entries stay."""
     tc = ThingcoreProcess(tmp_path / "tc", {"rules": PATIENT}).start()
     try:
+        confirm_destination(iot_client(tc), web)
         iot = iot_client(tc)
         name, kept = rule_name("changed"), rule_name("kept")
         old, new, same = f"/old/{name}", f"/new/{name}", f"/same/{kept}"
@@ -249,6 +259,7 @@ def test_a_rule_replaced_while_running_gives_its_pending_deliveries_up(tmp_path:
                                                                        web: RecordingServer) -> None:
     tc = ThingcoreProcess(tmp_path / "tc", {"rules": PATIENT}).start()
     try:
+        confirm_destination(iot_client(tc), web)
         iot = iot_client(tc)
         name = rule_name("live")
         old, new = f"/old/{name}", f"/new/{name}"
@@ -275,6 +286,7 @@ def test_a_rule_replaced_while_running_gives_its_pending_deliveries_up(tmp_path:
 def test_a_clean_stop_keeps_pending_deliveries_for_the_next_start(tmp_path: Path, web: RecordingServer) -> None:
     tc = ThingcoreProcess(tmp_path / "tc", {"rules": PATIENT, "shutdown_grace": 0.5}).start()
     try:
+        confirm_destination(iot_client(tc), web)
         name = rule_name("term")
         path = f"/term/{name}"
         iot_client(tc).create_topic_rule(ruleName=name, topicRulePayload={
@@ -299,6 +311,7 @@ def test_after_a_restart_each_failed_delivery_gets_its_own_error_document(tmp_pa
                                                                            web: RecordingServer) -> None:
     tc = ThingcoreProcess(tmp_path / "tc", {"rules": PATIENT}).start()
     try:
+        confirm_destination(iot_client(tc), web)
         name = rule_name("errs")
         a, b, errors = f"/a/{name}", f"/b/{name}", uid("errors")
         iot_client(tc).create_topic_rule(ruleName=name, topicRulePayload={
@@ -309,7 +322,7 @@ def test_after_a_restart_each_failed_delivery_gets_its_own_error_document(tmp_pa
         wait_for(lambda: pending_everywhere(tc, name, 1), timeout=20, what="both deliveries pending")
         tc.kill()
         # the next start gives up after one try: the destination is still down
-        tc.config_path.write_text(to_toml({"rules": {"retry_delay": 0.05, "max_attempts": 1}}))
+        tc.config_path.write_text(to_toml({"rules": {"retry_delay": 0.05, "max_attempts": 1, **LOOPBACK_DESTINATIONS}}))
         tc.start()
 
         def documents() -> list[dict[str, Any]]:

@@ -10,6 +10,13 @@ AWS paths and shapes (botocore ``iot/2015-05-28``, rest-json), so boto3's ``iot`
     GET    /rules                     ListTopicRules   (?topic, maxResults, nextToken, ruleDisabled)
     POST   /rules/{ruleName}/enable   EnableTopicRule
     POST   /rules/{ruleName}/disable  DisableTopicRule
+    POST   /destinations              CreateTopicRuleDestination  (body: destinationConfiguration)
+    GET    /destinations              ListTopicRuleDestinations   (?maxResults, nextToken)
+    PATCH  /destinations              UpdateTopicRuleDestination  (body: arn, status)
+    GET    /destinations/{arn+}       GetTopicRuleDestination
+    DELETE /destinations/{arn+}       DeleteTopicRuleDestination
+    GET    /confirmdestination/{confirmationToken+}  ConfirmTopicRuleDestination (the token is the credential:
+           the destination's endpoint calls it, as it browses AWS's ``enableUrl``)
 
 Callers are checked like the rest of the control plane (:mod:`thingcore.http.caller`: SigV4 when
 configured, anonymous callers as ``[auth]`` admits them). As on AWS, a missing rule is answered with
@@ -63,6 +70,13 @@ async def _json_body(request: Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise invalid(f"the request body is not valid JSON: {exc}") from None
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise invalid("the request body must be a JSON object")
+    return body
 
 
 def _rule_view(resource: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +167,52 @@ def router(server: Any) -> APIRouter:
             body["nextToken"] = _token(page[-1]["ruleName"])
         return JSONResponse(body)
 
+    @api.post("/destinations", summary="CreateTopicRuleDestination")
+    async def create_topic_rule_destination(request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        dest = await _engine(server).destinations.create(body.get("destinationConfiguration"),
+                                                         str(request.base_url))
+        return JSONResponse({"topicRuleDestination": dest})
+
+    @api.get("/destinations", summary="ListTopicRuleDestinations")
+    async def list_topic_rule_destinations(maxResults: Annotated[int | None, Query()] = None,
+                                           nextToken: Annotated[str | None, Query()] = None) -> JSONResponse:
+        if maxResults is not None and not 1 <= maxResults <= 1000:
+            raise invalid("maxResults must be between 1 and 1000")
+        dests = _engine(server).destinations.list()
+        start = int(_untoken(nextToken)) if nextToken and _untoken(nextToken).isdigit() else 0
+        if nextToken and not start:
+            raise invalid("nextToken is not valid")
+        limit = maxResults or _DEFAULT_PAGE
+        page = dests[start:start + limit]
+        body: dict[str, Any] = {"destinationSummaries": [d.summary() for d in page]}
+        if start + limit < len(dests):
+            body["nextToken"] = _token(str(start + limit))
+        return JSONResponse(body)
+
+    @api.patch("/destinations", summary="UpdateTopicRuleDestination")
+    async def update_topic_rule_destination(request: Request) -> Response:
+        body = await _json_object(request)
+        await _engine(server).destinations.update(body.get("arn"), body.get("status"), str(request.base_url))
+        return Response(status_code=200)
+
+    @api.get("/destinations/{arn:path}", summary="GetTopicRuleDestination")
+    async def get_topic_rule_destination(arn: str) -> JSONResponse:
+        return JSONResponse({"topicRuleDestination": _engine(server).destinations.get(arn)})
+
+    @api.delete("/destinations/{arn:path}", summary="DeleteTopicRuleDestination")
+    async def delete_topic_rule_destination(arn: str) -> Response:
+        await _engine(server).destinations.delete(arn)
+        return Response(status_code=200)
+
+    # no caller check: the token, sent only to the destination's endpoint, is the proof (AWS's enableUrl)
+    confirm = APIRouter(tags=["rules (AWS iot)"])
+
+    @confirm.get("/confirmdestination/{confirmationToken:path}", summary="ConfirmTopicRuleDestination")
+    async def confirm_topic_rule_destination(confirmationToken: str) -> Response:
+        await _engine(server).destinations.confirm(confirmationToken)
+        return Response(status_code=200)
+
     own = APIRouter(prefix="/api/v1/rules", tags=["rules"], dependencies=[Depends(_require_admin(server))])
 
     @own.post("/test", summary="Evaluate a rule against one message without side effects")
@@ -176,5 +236,6 @@ def router(server: Any) -> APIRouter:
 
     both = APIRouter()
     both.include_router(api)
+    both.include_router(confirm)
     both.include_router(own)
     return both

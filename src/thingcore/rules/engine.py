@@ -36,6 +36,8 @@ from thingcore.mqtt.topics import topic_matches
 from thingcore.rules.actions import ACTIONS, Action, ActionConfigError, ActionEnv, ActionRunner, Firing
 from thingcore.rules.actions.base import RetryPolicy
 from thingcore.rules.actions.unserved import unserved_message
+from thingcore.rules.address_policy import AddressPolicy, guarded_client
+from thingcore.rules.destinations import TopicRuleDestinations
 from thingcore.rules.functions import FunctionRunner
 from thingcore.rules.metrics import ActionMetrics, EngineMetrics, RuleMetrics, RulesCollector
 from thingcore.rules.model import (
@@ -182,8 +184,13 @@ class RulesEngine:
 
             raise ConfigError(f"[functions]: {exc}") from exc
         self.services = Services(self.functions, dict(settings.secrets), settings.aws.account_id)
+        #: where rule actions may connect (every connection of the actions' HTTP client is checked)
+        self.address_policy = AddressPolicy.from_settings(settings)
+        self.destinations = TopicRuleDestinations(storage, settings.aws.region, settings.aws.account_id,
+                                                  self.address_policy, self._http_client, rs.http_timeout)
         self.env = ActionEnv(broker, settings, compile_template, self.functions, self._http_client,
-                             origin=service_identity(settings.rules.principal, "rules"))
+                             origin=service_identity(settings.rules.principal, "rules"),
+                             destinations=self.destinations, address_policy=self.address_policy)
         self.rules: dict[str, CompiledRule] = {}
         self.metrics = EngineMetrics()
         self.collector = RulesCollector(self._metric_rows, self.metrics, lambda: len(self.rules), self.outbox)
@@ -204,6 +211,7 @@ class RulesEngine:
         """Load stored rules, apply the rules directory, then take Basic Ingest and the FROM filters."""
         self._loop = asyncio.get_running_loop()
         self.services.bind(self._loop, shadows, registry)
+        await self.destinations.load()
         for resource in await self.store.load_all():
             name = resource["ruleName"]
             try:
@@ -253,6 +261,7 @@ class RulesEngine:
             task.cancel()
         if self.outbox is not None:
             await self.outbox.flush()
+        await self.destinations.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -263,8 +272,7 @@ class RulesEngine:
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=200),
-                                           headers={"user-agent": "thingcore-rules"})
+            self._http = guarded_client(self.address_policy, max_connections=200)
         return self._http
 
     # -- the message path ----------------------------------------------------------------------------
@@ -494,7 +502,7 @@ class RulesEngine:
             if name in self.rules:
                 raise RuleError("ResourceAlreadyExistsException", f"Rule {name} already exists", 409,
                                 resourceId=name, resourceArn=self.arn(name))
-            return await self._put(name, payload, None)
+            return await self._put(name, payload, None, strict=True)
 
     async def replace(self, name: str, payload: Any) -> dict[str, Any]:
         check_name(name)
@@ -502,7 +510,7 @@ class RulesEngine:
             current = self.rules.get(name)
             if current is None:
                 raise not_found(name)
-            return await self._put(name, payload, current.resource.get("createdAt"))
+            return await self._put(name, payload, current.resource.get("createdAt"), strict=True)
 
     async def apply(self, name: str, payload: Any) -> bool:
         """Create or replace (the rules directory); False when the stored rule is already the same."""
@@ -515,7 +523,10 @@ class RulesEngine:
             await self._put(name, normalized, current.resource.get("createdAt") if current else None)
             return True
 
-    async def _put(self, name: str, payload: Any, created_at: float | None) -> dict[str, Any]:
+    async def _put(self, name: str, payload: Any, created_at: float | None, *, strict: bool = False
+                   ) -> dict[str, Any]:
+        """Store and run a rule; ``strict`` (the API) also refuses actions that could not deliver now
+        (an http URL without an ENABLED topic rule destination), as AWS does."""
         normalized = normalize_payload(payload)
         resource = make_resource(name, normalized, self.arn(name), created_at)
         current = self.rules.get(name)
@@ -528,9 +539,23 @@ class RulesEngine:
             self._index(current)
             return resource
         rule = self._compile(name, normalized, resource)
+        self._check_destinations(rule, strict)
         await self.store.save(resource)
         self._swap(name, rule)
         return resource
+
+    def _check_destinations(self, rule: CompiledRule, strict: bool) -> None:
+        where = [(f"actions[{i}]", a) for i, a in enumerate(rule.actions)]
+        if rule.error_runner is not None:
+            where.append(("errorAction", rule.error_runner.action))
+        for label, action in where:
+            problem = action.destination_problem()
+            if problem is None:
+                continue
+            if strict:
+                log.warning("rule %s refused: %s: %s", rule.name, label, problem)
+                raise invalid(f"{label}: {problem}")
+            log.warning("rule %s: %s: %s; its deliveries fail until this is fixed", rule.name, label, problem)
 
     async def delete(self, name: str) -> None:
         check_name(name)

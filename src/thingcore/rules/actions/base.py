@@ -58,6 +58,10 @@ class ActionEnv:
     http_client: Callable[[], Any] | None = None  #: returns the shared httpx.AsyncClient
     sql_version: str = "2015-10-08"  #: the rule's awsIotSqlVersion: templates evaluate with it
     origin: Identity | None = None  #: who the rule acts as when it publishes ([rules] principal)
+    #: topic rule destinations (thingcore.rules.destinations.TopicRuleDestinations): where http actions may go
+    destinations: Any = None
+    #: which addresses actions may connect to (thingcore.rules.address_policy.AddressPolicy)
+    address_policy: Any = None
 
 
 def output_payload(out: Any) -> bytes:
@@ -201,6 +205,12 @@ class Action:
     def describe(self, firing: Firing) -> dict[str, Any]:
         """The rendered parameters, without side effects (``rules test``)."""
         raise NotImplementedError
+
+    def destination_problem(self) -> str | None:
+        """Why the action could not deliver if its rule were created now (an ``http`` URL without an ENABLED
+        topic rule destination, a refused address), or None. Asked by CreateTopicRule and ReplaceTopicRule only:
+        stored rules and the rules directory load anyway and their deliveries fail until it is fixed."""
+        return None
 
     def execute_direct(self, topic: str, output: Any) -> None:
         """Deliver at once without a :class:`Firing` (only actions whose ``direct`` is true): the rule's

@@ -3,9 +3,11 @@ OpenSearchAction).
 
 ``endpoint``, ``index``, ``type`` and ``id`` take templates. An ``endpoint`` on ``amazonaws.com`` is looked
 up in ``[search] endpoints`` (AWS domain -> URL of your cluster); unmapped, the document goes to the embedded
-SQLite full-text index (``thingcore search INDEX QUERY``, ``/api/v1/search``). Any other endpoint is used
-as is: ``PUT <endpoint>/<index>/_doc/<id>`` with the JSON document (``type`` is kept in the embedded index
-only: Elasticsearch 7+ and OpenSearch have no mapping types). The result must be a JSON object, as on AWS.
+SQLite full-text index (``thingcore search INDEX QUERY``, ``/api/v1/search``). Any other endpoint (which a
+template may take from the message) is used as is, through the address policy of ``rules/address_policy.py``
+(public addresses only unless ``[rules]`` allows more; mapped endpoints are the operator's and trusted):
+``PUT <endpoint>/<index>/_doc/<id>`` with the JSON document (``type`` is kept in the embedded index only:
+Elasticsearch 7+ and OpenSearch have no mapping types). The result must be a JSON object, as on AWS.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from thingcore.rules.actions.base import (
     TemplateField,
     params_check,
 )
+from thingcore.rules.address_policy import AddressRefused
 
 _REQUIRED = {"endpoint", "index", "type", "id"}
 
@@ -52,6 +55,13 @@ class ElasticsearchAction(Action):
 
     def resource(self, firing: Firing) -> str:
         return f"{self.endpoint.render(firing)}/{self.index.render(firing)}/{self.id.render(firing)}"
+
+    def destination_problem(self) -> str | None:
+        ep, policy = self.endpoint.const, self.env.address_policy
+        if ep is None or policy is None or is_aws_endpoint(ep):
+            return None
+        why = policy.check_literal(ep)
+        return f"{self.kind}.endpoint: {why}" if why else None
 
     def _target(self, firing: Firing) -> tuple[str | None, str, str, str]:
         """(URL of a real cluster or None for the embedded index, index, type, id)."""
@@ -83,6 +93,8 @@ class ElasticsearchAction(Action):
                 await put_http(self.env.http_client(), url, index, doc_id, body, self.timeout)
         except SearchError as exc:
             raise ActionError(str(exc), retryable=exc.retryable) from None
+        except AddressRefused as exc:
+            raise ActionError(f"{url}: refused: {exc}") from None
         except (OSError, sqlite3.Error) as exc:  # a locked or full disk: may work later
             raise ActionError(f"search index: {exc}", retryable=True) from None
 

@@ -4,7 +4,8 @@
 (``Content-Type: application/json``) with the token as ``Authorization: Bearer <token>``; AWS does not
 document the header it sends, this is the input stream's documented bearer authentication. AWS requires an
 ``https://ingestion-...sfdcnow.com/streams/...`` URL; locally any http(s) URL is accepted so the action
-can target a gateway or a test server. 429 and 5xx answers and unreachable hosts are tried again.
+can target a gateway or a test server, through the address policy of ``rules/address_policy.py`` (public
+addresses only unless ``[rules]`` allows more). 429 and 5xx answers and unreachable hosts are tried again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from thingcore.rules.actions.base import Action, ActionConfigError, ActionEnv, ActionError, Firing, params_check
+from thingcore.rules.address_policy import AddressRefused
 
 MIN_TOKEN = 40
 MAX_URL = 2000
@@ -41,6 +43,11 @@ class SalesforceAction(Action):
     def resource(self, firing: Firing) -> str:
         return self.url
 
+    def destination_problem(self) -> str | None:
+        policy = self.env.address_policy
+        why = policy.check_literal(self.url) if policy is not None else None
+        return f"salesforce.url: {why}" if why else None
+
     async def execute(self, firing: Firing) -> None:  # type: ignore[override]
         body = firing.payload
         headers = {"authorization": f"Bearer {self.token}",
@@ -48,6 +55,8 @@ class SalesforceAction(Action):
         client: httpx.AsyncClient = self.env.http_client()
         try:
             resp = await client.post(self.url, content=body, headers=headers, timeout=self.timeout)
+        except AddressRefused as exc:
+            raise ActionError(f"POST {self.url}: refused: {exc}") from None
         except httpx.TimeoutException:
             raise ActionError(f"POST {self.url}: no answer within {self.timeout:g} s", retryable=True) from None
         except httpx.HTTPError as exc:
