@@ -39,6 +39,7 @@ from functools import lru_cache
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from thingcore.auth import is_loopback
+from thingcore.broker.admission import RefusalLog
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -99,11 +100,19 @@ class Verifier:
             raise ValueError(f"verify_signatures must be true, false or non-loopback, not {mode!r}")
         self.keys = {k.access_key_id: k for k in keys}
         self.mode = mode
+        self._refusals = RefusalLog()
 
     def principal(self, request: Request, address: str, now: float | None = None) -> str | None:
-        """The verified principal, or None for an anonymous caller; raises :class:`SignatureError`."""
+        """The verified principal, or None for an anonymous caller; raises :class:`SignatureError` (logged)."""
         if self.mode == "false":
             return None
+        try:
+            return self._principal(request, address, now)
+        except SignatureError as exc:
+            self._refusals("refused a signed request from %s: %s: %s", address, exc.error_type, exc.message)
+            raise
+
+    def _principal(self, request: Request, address: str, now: float | None) -> str | None:
         signed = _parse(request)
         if signed is None:
             if self.mode == "true":
