@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 import thingcore
 from thingcore.auth.cli import passwd_app
@@ -93,7 +94,7 @@ def serve(
             persistence=False if no_persistence else None, tls=tls or None,
         )
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     level = getattr(logging, settings.log_level.upper(), None)
     if not isinstance(level, int):
@@ -105,7 +106,7 @@ def serve(
     try:
         run(settings)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         pass

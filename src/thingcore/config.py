@@ -36,7 +36,10 @@ class TLSSettings(_Section):
 class AccessRule(_Section):
     effect: Literal["allow", "deny"] = "deny"
     action: str | list[str] = "all"
-    topic: str = "#"
+    topic: str | None = Field(
+        None, description="MQTT topic filter the rule covers (%c client id, %u user name); without it the rule "
+        "covers every topic, $ topics included, and connecting"
+    )
     username: str | None = None
     client_id: str | None = None
     principal: str | None = None

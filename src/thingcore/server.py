@@ -56,7 +56,10 @@ class Server:
             allow_anonymous=auth.allow_anonymous, password_file=auth.password_file,
             require_client_cert_listeners=require_cert,
         ))
-        authorize = build_authorizer([r.model_dump(exclude_none=True) for r in auth.acl])
+        try:
+            authorize = build_authorizer([r.model_dump(exclude_none=True) for r in auth.acl])
+        except ValueError as exc:  # a rule that cannot mean what it says: refuse to start, naming it
+            raise ConfigError(f"in [[auth.acl]], {exc}") from None
         self.broker = Broker(settings, self.storage, self.authenticate, authorize,
                              authorize_is_trivial=is_trivial(authorize))
         self.lifecycle = LifecycleEvents(self.broker)

@@ -28,6 +28,7 @@ from thingcore.auth import (
     topic_matches,
 )
 from thingcore.auth.identity import MQTT_ACTIONS
+from thingcore.auth.policy import certificate_user_name
 from thingcore.mqtt.reason_codes import ReasonCode
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -276,12 +277,38 @@ async def test_certificate_authenticates() -> None:
     cert_ident = ident("dev", None, "10.0.0.1", principal="CN=device-1", fingerprint="ab" * 32)
     cert_ident.listener = "mqtts"
     res = await auth(cert_ident, None)
-    assert res.reason_code == 0 and res.principal == "CN=device-1"
-    # Username/password are not checked when a certificate authenticated the client.
-    res = await auth(ident("dev", "x", "10.0.0.1", principal="CN=d", fingerprint="cd" * 32), b"whatever")
-    assert res.principal == "CN=d"
+    assert res.reason_code == 0 and res.principal == "CN=device-1" and res.username == "device-1"
+    # Username/password are not checked when a certificate authenticated the client, and the user name rules
+    # see is the certificate's CN, not the one the client sent.
+    res = await auth(ident("dev", "x", "10.0.0.1", principal="CN=d,O=Acme", fingerprint="cd" * 32), b"whatever")
+    assert (res.principal, res.username) == ("CN=d,O=Acme", "d")
     no_cert = await auth(ident("dev", None, "127.0.0.1", listener="mqtts"), None)
     assert no_cert.reason_code == 0x87
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [("CN=dev1", "dev1"), ("CN=dev1,OU=fleet,O=Acme", "dev1"), ("O=Acme", None), ("CN=a,CN=b", None),
+     (r"CN=a\,b", "a,b"), ("", None), (None, None), ("not a name", None)],
+)
+def test_certificate_user_name_is_the_one_common_name(subject: str | None, expected: str | None) -> None:
+    assert certificate_user_name(subject) == expected
+
+
+async def test_rules_see_the_proven_user_name(tmp_path: Path) -> None:
+    pf = PasswordFile(tmp_path / "passwd", hasher=FAST)
+    pf.set("guest", "pw")
+    auth = build_authenticator(password_file=pf)
+    who = ident("c", login_name("guest?SDK=Python&Version=1.2.3"))
+    who.accept(await auth(who, b"pw"))
+    assert (who.username, who.principal, who.anonymous) == ("guest", "guest", False)
+    # Without a password file the user name is never checked, so no rule may believe it.
+    claimed = ident("c", "admin")
+    claimed.accept(await build_authenticator()(claimed, None))
+    assert (claimed.username, claimed.principal, claimed.anonymous) == (None, None, True)
+    cert = ident("c", "dev2", principal="CN=dev1", fingerprint="ab" * 32)
+    cert.accept(await auth(cert, None))
+    assert (cert.username, cert.principal) == ("dev1", "CN=dev1")
 
 
 async def test_authenticator_does_not_block_loop(tmp_path: Path) -> None:
@@ -417,6 +444,38 @@ def test_topic_rules_do_not_apply_to_connect() -> None:
     assert authz(ident(), Action.PUBLISH, "$aws/things/x/shadow/update") == 0  # '#' skips $ topics
 
 
+def test_a_rule_without_topic_covers_everything_and_connect() -> None:
+    authz = build_authorizer([
+        {"effect": "deny", "action": "connect", "username": "banned"},
+        {"effect": "deny", "action": "publish", "username": "reader"},
+        {"effect": "deny", "action": "all", "principal": "CN=revoked"},
+    ])
+    assert authz(ident("b", "banned"), Action.CONNECT, None) == 0x87
+    assert authz(ident("b", "banned"), Action.PUBLISH, "a") == 0  # only connect was named
+    reader = ident("r", "reader", principal="reader")
+    assert authz(reader, Action.CONNECT, None) == 0
+    for topic in ("a", "$aws/things/x/shadow/update", "$aws/rules/r/x", "$SYS/x"):
+        assert authz(reader, Action.PUBLISH, topic) == 0x87
+    assert authz(reader, Action.SUBSCRIBE, "$aws/#") == 0
+    revoked = ident("x", principal="CN=revoked")
+    assert authz(revoked, Action.CONNECT, None) == 0x87
+    assert authz(revoked, Action.RECEIVE, "$aws/things/x/shadow/update/accepted") == 0x87
+    # "all" with a topic is the three topic actions on it: valid, and it never decides CONNECT
+    authz = build_authorizer([{"effect": "deny", "action": "all", "topic": "secret/#", "username": "u"}])
+    assert authz(ident("c", "u"), Action.CONNECT, None) == 0
+
+
+def test_substitution_is_one_pass() -> None:
+    authz = build_authorizer([
+        {"effect": "allow", "action": "publish", "topic": "devices/%c/#"},
+        {"effect": "deny", "action": "publish", "topic": "devices/#"},
+    ])
+    # a client id that is itself a placeholder stays literal: it does not become the user name
+    assert authz(ident("%u", "alice", principal="alice"), Action.PUBLISH, "devices/alice/x") == 0x87
+    assert authz(ident("%u", "alice", principal="alice"), Action.PUBLISH, "devices/%u/x") == 0
+    assert authz(ident("d1"), Action.PUBLISH, "devices/d1/x") == 0
+
+
 def test_authorizer_cache_is_bounded() -> None:
     authz = build_authorizer([{"effect": "deny", "action": "publish", "topic": "x/#"}], cache_size=8)
     for i in range(100):
@@ -438,6 +497,16 @@ def test_authorizer_cache_is_bounded() -> None:
         {"effect": "deny", "colour": "red"},
         {"effect": "deny", "anonymous": "yes"},
         "deny all",
+        # well-formed, but they cannot mean what they say
+        {"effect": "deny", "action": "connect", "topic": "a/#"},
+        {"effect": "deny", "action": ["publish", "connect"], "topic": "a/#"},
+        {"effect": "allow", "action": "publish", "reason_code": 0x87},
+        {"effect": "allow", "anonymous": True, "username": "bob"},
+        {"effect": "allow", "anonymous": True, "principal": "CN=x"},
+        {"effect": "allow", "anonymous": True, "topic": "u/%u/#"},
+        {"effect": "deny", "username": "guest?SDK=Python"},
+        {"effect": "deny", "username": ""},
+        {"effect": "deny", "client_id": ""},
     ],
 )
 def test_bad_rules_are_rejected(bad: object) -> None:

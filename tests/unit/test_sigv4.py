@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from urllib.parse import urlsplit
 
@@ -155,3 +156,28 @@ def test_presigned_url_from_the_device_sdk_signer_with_token_appended_after_sign
     bad = Request("GET", path.encode(), query.replace("X-Amz-Date=", "X-Amz-Date=1").encode(), req.headers)
     with pytest.raises(SignatureError):
         verifier("true").principal(bad, REMOTE)
+
+
+def test_declared_payload_hash_must_be_the_body_received() -> None:
+    body = b"payload"
+    req = boto_signed(body=body, headers={"X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest()})
+    assert b"x-amz-content-sha256" in dict(req.headers)[b"Authorization"]  # the declared hash was signed
+    assert verifier("true").principal(req, REMOTE) == "device-fleet"
+    req.body = b"another body"
+    with pytest.raises(SignatureError) as err:
+        verifier("true").principal(req, REMOTE)
+    assert (err.value.status, err.value.error_type) == (400, "XAmzContentSHA256Mismatch")
+    assert err.value.message == "The provided 'x-amz-content-sha256' header does not match what was computed."
+
+
+def test_unsigned_payload_only_without_a_body() -> None:
+    req = boto_signed(body=b"", headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    assert verifier("true").principal(req, REMOTE) == "device-fleet"  # nothing to hide
+    req.body = b"smuggled"
+    with pytest.raises(SignatureError) as err:
+        verifier("true").principal(req, REMOTE)
+    assert (err.value.status, err.value.error_type) == (403, "InvalidSignatureException")
+    presigned = presigned_by_botocore()
+    presigned.body = b"smuggled"  # a presigned URL covers no body either way: the empty body only
+    with pytest.raises(SignatureError):
+        verifier("true").principal(presigned, REMOTE)

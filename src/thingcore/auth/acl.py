@@ -1,6 +1,6 @@
 """Access rules from configuration, compiled into an :data:`~thingcore.auth.identity.Authorizer`.
 
-A rule is a dict::
+A rule is a dict (an ``[[auth.acl]]`` entry)::
 
     {"effect": "deny" | "allow",
      "action": "connect" | "publish" | "subscribe" | "receive" | "all" | "manage"  (or a list of them),
@@ -11,8 +11,32 @@ A rule is a dict::
 
 The first rule that matches wins; when none matches, an MQTT action is allowed and ``manage`` (the
 control plane: rules, things, the admin API; resource ``<kind>/<name>``) is allowed to
-administrators only. ``all`` means the four MQTT actions, never ``manage``. A rule without
-``topic`` matches every topic and also CONNECT; a rule with a ``topic`` never matches CONNECT.
+administrators only. ``all`` means the four MQTT actions, never ``manage``.
+
+What a rule covers:
+
+* Without ``topic`` a rule covers everything its actions can touch: every topic and filter,
+  ``$`` topics (``$aws/...``, ``$SYS/...``) included, every ``manage`` resource, and CONNECT. So
+  ``deny all`` for a user keeps it from connecting at all, and ``deny publish`` for it refuses
+  every publish, reserved topics too.
+* With ``topic`` a rule covers the topics its filter matches, with MQTT's semantics: a filter
+  starting with a wildcard does not match topics starting with ``$``, so ``topic = "#"`` does not
+  cover ``$aws/...`` (write ``$aws/#`` as a rule of its own, or leave ``topic`` out). CONNECT has
+  no topic: ``all`` with a topic means publish, subscribe and receive on it.
+
+A rule that cannot mean what it says is refused when the server starts, with an error naming the
+entry: ``connect`` named together with a ``topic``; a ``reason_code`` on an allow rule;
+``anonymous = true`` together with ``username``, ``principal`` or a ``%u`` topic (anonymous
+clients have neither); an empty ``username``, ``client_id`` or ``principal``; a ``username`` with
+``?`` (what follows ``?`` is SDK metadata, never part of the name rules see).
+
+Who a rule names: ``username`` and ``%u`` are the name the client proved (see
+:mod:`thingcore.auth.policy`): the password file's login name (``guest?SDK=x`` is ``guest``), the
+CN of a verified client certificate (whatever user name the client sends), never the user name of
+an anonymous client. ``principal`` is the login name, the certificate subject or the access key's
+principal. ``client_id`` and ``%c`` are the client id as sent: the client chooses it, so a rule
+that should confine a client to its own topics names it with ``%u`` (or pairs ``%c`` with a
+principal), as AWS IoT policies bind the client id to the thing of the certificate.
 
 Matching per action:
 
@@ -31,12 +55,10 @@ Matching per action:
 
 Shared subscriptions: ``$share/<group>/<filter>`` is checked as ``<filter>``.
 
-A filter starting with a wildcard does not match topics starting with ``$`` (MQTT semantics), so
-``deny publish #`` does not cover ``$aws/...``: write ``$aws/#`` as a rule of its own.
-
-Substitution: ``%c`` and ``%u`` are replaced by the client id and the user name. When the value
-is missing (no user name) or contains ``+``, ``#`` or ``/``, a rule that needs it does not match
-(so a client called ``#`` cannot turn ``devices/%c/#`` into ``devices/#/#``).
+Substitution: ``%c`` and ``%u`` are replaced by the client id and the user name, in one pass (a
+client id ``%u`` stays literal). When the value is missing (no user name) or contains ``+``,
+``#`` or ``/``, a rule that needs it does not match (so a client called ``#`` cannot turn
+``devices/%c/#`` into ``devices/#/#``).
 
 Cost: with no rules :func:`build_authorizer` returns a constant allow-all function. Otherwise the
 rules are compiled once, grouped by action (an action no rule mentions costs one dict lookup),
@@ -127,13 +149,16 @@ class Rule:
         return self.topic is not None and ("%c" in self.topic or "%u" in self.topic)
 
 
-def _parse_actions(value: Any, where: str) -> frozenset[Action]:
+def _parse_actions(value: Any, where: str) -> tuple[frozenset[Action], frozenset[str]]:
+    """The actions a rule covers, and the names it wrote (``all`` is not ``connect`` by name)."""
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not items:
         raise ValueError(f"{where}: 'action' must be a name or a non-empty list of names")
     out: set[Action] = set()
+    names: set[str] = set()
     for item in items:
         name = str(item).lower()
+        names.add(name)
         if name == "all":
             out.update(_ALL_ACTIONS)
             continue
@@ -142,20 +167,48 @@ def _parse_actions(value: Any, where: str) -> frozenset[Action]:
         except ValueError:
             choices = ", ".join([*(a.value for a in Action), "all"])
             raise ValueError(f"{where}: unknown action {item!r} (expected one of {choices})") from None
-    return frozenset(out)
+    return frozenset(out), frozenset(names)
+
+
+def _describe(raw: Mapping[str, Any]) -> str:
+    """A rule as the operator wrote it, short enough to find it in the file."""
+    text = ", ".join(f"{k} = {v!r}" for k, v in raw.items() if v is not None)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _never_matches(raw: Mapping[str, Any], names: frozenset[str], topic: str | None, effect: str) -> str | None:
+    """Why a well-formed rule still cannot mean what it says (None: it can)."""
+    if "connect" in names and topic is not None:
+        return ("'connect' with a 'topic' never applies: CONNECT has no topic (leave 'topic' out to cover "
+                "connecting and every topic, or put connect in a rule of its own)")
+    if effect == "allow" and raw.get("reason_code") is not None:
+        return "'reason_code' is what a deny rule answers with; an allow rule has none"
+    for key in ("username", "client_id", "principal"):
+        if raw.get(key) is not None and not str(raw[key]):
+            return f"'{key}' is empty: no client has an empty {key.replace('_', ' ')}"
+    if raw.get("username") is not None and "?" in str(raw["username"]):
+        return ("'username' contains '?': rules see the login name, the part before '?' "
+                "(AWS SDKs append '?SDK=...' metadata), so this rule would never match")
+    if raw.get("anonymous") is True:
+        if raw.get("username") is not None or raw.get("principal") is not None:
+            return "'anonymous = true' with 'username' or 'principal': anonymous clients have neither"
+        if topic is not None and "%u" in topic:
+            return "'anonymous = true' with '%u' in 'topic': anonymous clients have no user name"
+    return None
 
 
 def parse_rule(raw: Mapping[str, Any], index: int = 0) -> Rule:
     where = f"access rule {index + 1}"
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}: expected a table/dict, got {type(raw).__name__}")
+    where = f"access rule {index + 1} ({_describe(raw)})"
     unknown = set(raw) - _KEYS
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     effect = str(raw.get("effect", "")).lower()
     if effect not in ("allow", "deny"):
         raise ValueError(f"{where}: 'effect' must be 'allow' or 'deny'")
-    actions = _parse_actions(raw.get("action", "all"), where)
+    actions, names = _parse_actions(raw.get("action", "all"), where)
     topic = raw.get("topic")
     if topic is not None:
         topic = str(topic)
@@ -166,7 +219,9 @@ def parse_rule(raw: Mapping[str, Any], index: int = 0) -> Rule:
                 f"{where}: write the filter without '$share/<group>/': shared subscriptions are "
                 "checked against the filter they share"
             )
-    reason = raw.get("reason_code", int(ReasonCode.NOT_AUTHORIZED))
+    reason = raw.get("reason_code")
+    if reason is None:
+        reason = int(ReasonCode.NOT_AUTHORIZED)
     try:
         reason = int(reason, 0) if isinstance(reason, str) else int(reason)
     except (TypeError, ValueError):
@@ -176,6 +231,9 @@ def parse_rule(raw: Mapping[str, Any], index: int = 0) -> Rule:
     anonymous = raw.get("anonymous")
     if anonymous is not None and not isinstance(anonymous, bool):
         raise ValueError(f"{where}: 'anonymous' must be true or false")
+    why = _never_matches(raw, names, topic, effect)
+    if why is not None:
+        raise ValueError(f"{where}: {why}")
 
     def opt(key: str) -> str | None:
         v = raw.get(key)
@@ -203,19 +261,37 @@ def parse_rules(rules: Iterable[Mapping[str, Any]] | None) -> list[Rule]:
 _Check = Callable[[Identity, str | None, list[str] | None], bool]
 
 
-def _substitute(topic: str, identity: Identity) -> list[str] | None:
-    out = topic
-    if "%c" in out:
-        cid = identity.client_id
-        if not cid or "+" in cid or "#" in cid or "/" in cid:
-            return None
-        out = out.replace("%c", cid)
-    if "%u" in out:
-        user = identity.username
-        if not user or "+" in user or "#" in user or "/" in user:
-            return None
-        out = out.replace("%u", user)
-    return out.split("/")
+def _pieces(topic: str) -> tuple[str, ...]:
+    """A topic split around its ``%c`` / ``%u`` placeholders, so substitution is one pass."""
+    out: list[str] = []
+    rest = topic
+    while True:
+        at = min((i for i in (rest.find("%c"), rest.find("%u")) if i >= 0), default=-1)
+        if at < 0:
+            out.append(rest)
+            return tuple(out)
+        out += [rest[:at], rest[at : at + 2]]
+        rest = rest[at + 2 :]
+
+
+def _value(value: str | None) -> str | None:
+    """A client id or user name as it may stand in a filter (None: a rule that needs it cannot match)."""
+    if not value or "+" in value or "#" in value or "/" in value:
+        return None
+    return value
+
+
+def _substitute(pieces: tuple[str, ...], identity: Identity) -> list[str] | None:
+    out: list[str] = []
+    for piece in pieces:
+        if piece == "%c" or piece == "%u":
+            value = _value(identity.client_id if piece == "%c" else identity.username)
+            if value is None:
+                return None
+            out.append(value)
+        else:
+            out.append(piece)
+    return "".join(out).split("/")
 
 
 def _compile(rule: Rule, action: Action) -> _Check:
@@ -241,11 +317,12 @@ def _compile(rule: Rule, action: Action) -> _Check:
 
     match = filter_covers if action is Action.SUBSCRIBE else levels_match
     if rule.substitutes:
+        pieces = _pieces(topic)
 
         def check_sub(identity: Identity, t: str | None, levels: list[str] | None) -> bool:
             if levels is None or not who(identity):
                 return False
-            flt = _substitute(topic, identity)
+            flt = _substitute(pieces, identity)
             return flt is not None and match(flt, levels)
 
         return check_sub

@@ -32,6 +32,10 @@ MQTT_ACTIONS = (Action.CONNECT, Action.PUBLISH, Action.SUBSCRIBE, Action.RECEIVE
 @dataclass(slots=True)
 class Identity:
     client_id: str
+    # The user name access rules (``username``) and ``%u`` see. At CONNECT the authenticator gets the login
+    # name the client claims (the CONNECT user name before any ``?metadata``); once authenticated it is the
+    # name the client proved (see :meth:`accept`): the password file's user, the CN of a verified client
+    # certificate, or None (anonymous clients, signed WebSockets), never a name nobody checked.
     username: str | None
     # Who authenticated: certificate subject (RFC 4514 string) or username; None for anonymous.
     principal: str | None
@@ -46,6 +50,13 @@ class Identity:
     # Proved administrator rights (the admin token, or an unauthenticated loopback caller where
     # [admin] allow_unauthenticated admits it): may MANAGE unless an access rule denies it.
     administrator: bool = False
+
+    def accept(self, result: AuthResult) -> None:
+        """Become who the authenticator says this caller is: its principal and the user name rules see."""
+        self.username = result.username
+        if result.principal is not None:
+            self.principal = result.principal
+            self.anonymous = False
 
 
 def service_identity(principal: str, listener: str) -> Identity:
@@ -62,6 +73,8 @@ class AuthResult:
     reason_code: int = 0
     principal: str | None = None
     reason_string: str | None = None
+    # The user name access rules and %u see from now on (None: none, the CONNECT user name is not believed).
+    username: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -14,6 +14,12 @@ Decision order for one CONNECT:
    are ignored and the client is anonymous (as mosquitto does).
 4. Anonymous clients are accepted per ``allow_anonymous``: ``"loopback"`` (default, as
    mosquitto 2: only from 127.0.0.0/8 and ::1), ``"true"`` or ``"false"``; refused with 0x87.
+
+The user name that access rules (``username``) and ``%u`` see is the one the client proved, never
+the CONNECT field as sent: the login name (``guest?SDK=x`` is ``guest``), the common name (CN) of a
+verified certificate whatever user name the client sends (as mosquitto's
+``use_identity_as_username``; a certificate without exactly one CN gives none), and none for an
+anonymous client.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import logging
 import os
 from collections.abc import Iterable
 from functools import lru_cache
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from thingcore.auth.identity import Authenticator, AuthResult, Identity
 from thingcore.auth.passwords import PasswordFile
@@ -58,6 +67,26 @@ def login_name(username: str | None) -> str:
     if not username:
         return ""
     return username.partition("?")[0]
+
+
+@lru_cache(maxsize=4096)
+def certificate_user_name(subject: str | None) -> str | None:
+    """The user name a verified certificate gives its client: the subject's one common name (CN).
+
+    None when the subject (an RFC 4514 string) has no CN or several, so that rules naming a user never
+    match a certificate that names none.
+    """
+    if not subject:
+        return None
+    try:
+        names = x509.Name.from_rfc4514_string(subject).get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return None
+    if len(names) != 1:
+        return None
+    value = names[0].value
+    name = value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return name or None
 
 
 def _normalise_anonymous(value: str | bool) -> str:
@@ -97,7 +126,7 @@ def build_authenticator(
 
     async def authenticate(identity: Identity, password: bytes | None) -> AuthResult:
         if identity.cert_fingerprint is not None and identity.principal:
-            return AuthResult(0, principal=identity.principal)
+            return AuthResult(0, principal=identity.principal, username=certificate_user_name(identity.principal))
         if identity.listener in cert_required:
             return AuthResult(
                 int(ReasonCode.NOT_AUTHORIZED), reason_string="this listener requires a client certificate"
@@ -108,7 +137,7 @@ def build_authenticator(
         if password is None:
             return AuthResult(int(ReasonCode.BAD_USER_NAME_OR_PASSWORD), reason_string="password missing")
         if await passwords.averify(name, password):
-            return AuthResult(0, principal=name)
+            return AuthResult(0, principal=name, username=name)
         return AuthResult(
             int(ReasonCode.BAD_USER_NAME_OR_PASSWORD), reason_string="bad user name or password"
         )
@@ -117,4 +146,4 @@ def build_authenticator(
     return authenticate
 
 
-__all__ = ["build_authenticator", "is_loopback", "login_name"]
+__all__ = ["build_authenticator", "certificate_user_name", "is_loopback", "login_name"]

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from thingcore.auth import Action, Identity
+from thingcore.auth import Action, Identity, login_name
 from thingcore.broker.admission import PublishRefused
 from thingcore.broker.message import Message
 from thingcore.broker.router import Entry
@@ -371,8 +371,8 @@ class Connection(asyncio.Protocol):
         if "authentication_method" in props:
             return self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported")
         self.identity = Identity(
-            client_id=client_id, username=packet.username, principal=self.principal, listener=self.listener,
-            address=self.address, port=self.port, cert_fingerprint=self.cert_fingerprint,
+            client_id=client_id, username=login_name(packet.username) or None, principal=self.principal,
+            listener=self.listener, address=self.address, port=self.port, cert_fingerprint=self.cert_fingerprint,
             anonymous=self.principal is None,
         )
         try:
@@ -385,9 +385,7 @@ class Connection(asyncio.Protocol):
         if result.reason_code:
             self.disconnect_reason = "AUTH_ERROR"
             return self._refuse(result.reason_code, result.reason_string or "not authorized")
-        if result.principal is not None:
-            self.identity.principal = result.principal
-            self.identity.anonymous = False
+        self.identity.accept(result)  # rules and %u see whom the client proved to be, not what it claims
         verdict = broker.authorize(self.identity, Action.CONNECT, None)
         if verdict:
             self.disconnect_reason = "AUTH_ERROR"

@@ -18,8 +18,13 @@ the client states them (AWS's own clients use ``iotdata`` or ``iotdevicegateway`
 
 Where clients differ, each variant is tried: the canonical path encoded twice (AWS's rule for every
 service but S3, as botocore does) or once; for a presigned URL, the session token inside the signed
-query or appended after signing (the AWS IoT SDKs do the latter); the payload hash of an empty body
-or ``UNSIGNED-PAYLOAD``.
+query or appended after signing (the AWS IoT SDKs do the latter).
+
+The payload a signature covers is always the body actually received. An ``x-amz-content-sha256``
+header must be the SHA-256 of that body, else 400 ``XAmzContentSHA256Mismatch`` (as S3 answers): a
+signature over a declared hash says nothing about a different body. ``UNSIGNED-PAYLOAD`` (which AWS
+documents for S3 only) is accepted only where it cannot hide a body: a request without one, such as
+the presigned WebSocket upgrade; with a body it is refused (403 ``InvalidSignatureException``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from functools import lru_cache
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from thingcore.auth import is_loopback
+from thingcore.broker.admission import RefusalLog
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -48,14 +54,13 @@ _BAD_SIGNATURE = (
 
 
 class SignatureError(Exception):
-    """A request thingcore refuses: ``error_type`` is AWS's (all are HTTP 403)."""
+    """A request thingcore refuses: ``error_type`` and ``status`` are AWS's (403 but for a body mismatch)."""
 
-    status = 403
-
-    def __init__(self, error_type: str, message: str) -> None:
+    def __init__(self, error_type: str, message: str, status: int = 403) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+        self.status = status
 
 
 @dataclass(slots=True)
@@ -95,11 +100,19 @@ class Verifier:
             raise ValueError(f"verify_signatures must be true, false or non-loopback, not {mode!r}")
         self.keys = {k.access_key_id: k for k in keys}
         self.mode = mode
+        self._refusals = RefusalLog()
 
     def principal(self, request: Request, address: str, now: float | None = None) -> str | None:
-        """The verified principal, or None for an anonymous caller; raises :class:`SignatureError`."""
+        """The verified principal, or None for an anonymous caller; raises :class:`SignatureError` (logged)."""
         if self.mode == "false":
             return None
+        try:
+            return self._principal(request, address, now)
+        except SignatureError as exc:
+            self._refusals("refused a signed request from %s: %s: %s", address, exc.error_type, exc.message)
+            raise
+
+    def _principal(self, request: Request, address: str, now: float | None) -> str | None:
         signed = _parse(request)
         if signed is None:
             if self.mode == "true":
@@ -245,19 +258,37 @@ def _canonical_requests(request: Request, signed: _Signed) -> list[str]:
         lines.append(f"{name}:{' '.join(value.split())}\n")
     canonical_headers = "".join(lines)
     signed_names = ";".join(signed.signed_headers)
+    payloads = _payload_hashes(request, signed, headers)
     if signed.expires is None:
         queries = [_canonical_query(signed.query)]
-        payloads = [headers.get("x-amz-content-sha256") or hashlib.sha256(request.body).hexdigest()]
     else:
         without_sig = [(k, v) for k, v in signed.query if k != "X-Amz-Signature"]
         queries = [_canonical_query(without_sig)]
         if any(k == "X-Amz-Security-Token" for k, _ in without_sig):  # appended after signing, or signed
             queries.append(_canonical_query((k, v) for k, v in without_sig if k != "X-Amz-Security-Token"))
-        payloads = [hashlib.sha256(request.body).hexdigest(), UNSIGNED_PAYLOAD]
     return [
         f"{request.method.upper()}\n{path}\n{query}\n{canonical_headers}\n{signed_names}\n{payload}"
         for path in _canonical_paths(request.raw_path) for query in queries for payload in payloads
     ]
+
+
+def _payload_hashes(request: Request, signed: _Signed, headers: dict[str, str]) -> list[str]:
+    """The payload hashes a valid signature may have used: each stands for the body actually received."""
+    actual = hashlib.sha256(request.body).hexdigest()
+    declared = headers.get("x-amz-content-sha256") if signed.expires is None else None
+    if declared is None:  # presigned, or a header signature that hashed the body itself (every AWS SDK but S3's)
+        return [actual, UNSIGNED_PAYLOAD] if signed.expires is not None and not request.body else [actual]
+    declared = declared.strip()
+    if declared == UNSIGNED_PAYLOAD:
+        if request.body:
+            raise SignatureError("InvalidSignatureException",
+                                 "x-amz-content-sha256: UNSIGNED-PAYLOAD is accepted only for a request without a "
+                                 "body (AWS allows unsigned payloads for S3 only): sign the SHA-256 of the body")
+        return [UNSIGNED_PAYLOAD]
+    if declared.lower() != actual:
+        raise SignatureError("XAmzContentSHA256Mismatch",
+                             "The provided 'x-amz-content-sha256' header does not match what was computed.", 400)
+    return [declared]
 
 
 @lru_cache(maxsize=256)
