@@ -186,18 +186,20 @@ class HTTPGuard:
     # -- the checks ------------------------------------------------------------------------------
 
     def _unproxy(self, scope: Scope, headers: dict[bytes, list[bytes]]) -> None:
-        """Replace the peer by the client a trusted proxy names (rightmost untrusted hop)."""
+        """Replace the peer by the client a trusted proxy names (rightmost untrusted hop).
+
+        A trusted proxy is never the client itself: when it names no one the client is ``unknown`` (RFC
+        7239's word), so a local proxy cannot lend its loopback address to the callers behind it.
+        """
         client = scope.get("client")
         if not client or not self._trusted_proxy(client[0]):
             return
-        hops = _forwarded_for(headers)
-        if hops:
-            address = hops[0]
-            for hop in reversed(hops):
-                address = hop
-                if not self._trusted_proxy(hop):
-                    break
-            scope["client"] = (address, 0)
+        address = "unknown"
+        for hop in reversed(_forwarded_for(headers)):
+            address = hop
+            if not self._trusted_proxy(hop):
+                break
+        scope["client"] = (address, 0)
         proto = _forwarded_proto(headers)
         if proto in ("http", "https"):
             scope["scheme"] = proto if scope["type"] == "http" else proto.replace("http", "ws")
