@@ -55,7 +55,7 @@ def attacker_site(page: str) -> Iterator[str]:
     """A second HTTP server on another port that serves the attacking page."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             body = page.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
