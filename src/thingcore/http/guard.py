@@ -36,6 +36,7 @@ import hmac
 import ipaddress
 import logging
 import re
+from functools import lru_cache
 from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -89,6 +90,7 @@ def _split_host(host: str) -> tuple[str, str]:
     return host.rstrip("."), ""
 
 
+@lru_cache(maxsize=1024)
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name.split("%", 1)[0])
