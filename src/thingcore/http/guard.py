@@ -1,11 +1,12 @@
 """The HTTP listener's edge: what must be refused before any route sees a request.
 
-One ASGI middleware, outermost in the app, does five things in order, each cheap and each logged when
+One ASGI middleware, the outermost of the app's own, does five things in order, each cheap and each logged when
 it refuses:
 
 1. **Proxies.** ``X-Forwarded-For`` / ``Forwarded`` / ``X-Forwarded-Proto`` are believed only from
    ``[http] trusted_proxies``; the client address is then the rightmost hop that is not a trusted proxy
-   (uvicorn's own proxy handling, which trusts 127.0.0.1, is switched off in the server).
+   (uvicorn's own proxy handling, which trusts 127.0.0.1, is switched off in the server). A trusted
+   proxy that names no client makes the client ``unknown``, never the proxy's own (loopback) address.
 2. **Host.** A Host header naming something other than an IP literal, ``localhost`` or one of ``[http]
    hostnames`` is refused on management paths and from loopback callers: that is what a DNS-rebinding
    page sends, and loopback is where trust lives. Devices reaching the data plane by name from the
