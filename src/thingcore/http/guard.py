@@ -37,8 +37,8 @@ import hmac
 import ipaddress
 import logging
 import re
-from functools import lru_cache
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
