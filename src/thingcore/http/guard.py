@@ -138,14 +138,16 @@ def _forwarded_for(headers: dict[bytes, list[bytes]]) -> list[str]:
 
 
 def _forwarded_proto(headers: dict[bytes, list[bytes]]) -> str | None:
+    """The scheme the client used: the first (client-facing) X-Forwarded-Proto or Forwarded ``proto=``."""
     value = headers.get(b"x-forwarded-proto")
     if value:
-        return value[-1].decode("latin-1").split(",")[-1].strip().lower()
-    for raw in reversed(headers.get(b"forwarded", ())):
-        for pair in raw.decode("latin-1").split(",")[-1].split(";"):
-            key, _, val = pair.strip().partition("=")
-            if key.lower() == "proto":
-                return val.strip().strip('"').lower()
+        return value[0].decode("latin-1").split(",")[0].strip().lower()
+    for raw in headers.get(b"forwarded", ()):
+        for element in raw.decode("latin-1").split(","):
+            for pair in element.split(";"):
+                key, _, val = pair.strip().partition("=")
+                if key.lower() == "proto":
+                    return val.strip().strip('"').lower()
     return None
 
 
