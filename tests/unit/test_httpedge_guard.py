@@ -111,3 +111,9 @@ def test_declared_body_size() -> None:
     assert run(small, "POST", "/topics/a", {"Host": "127.0.0.1", "Content-Length": "2049"})[0] == 413
     assert run({"limits": {"max_packet_size": 1024}}, "POST", "/topics/a",
                {"Host": "127.0.0.1", "Content-Length": str(1024 + 65536 + 1)})[0] == 413
+
+
+def test_a_destination_owner_confirms_from_anywhere_with_its_token() -> None:
+    remote = {"Host": "127.0.0.1:8080"}
+    assert run({}, "GET", "/confirmdestination/abc123", remote, client="192.0.2.1")[0] == 0
+    assert run({}, "GET", "/destinations", remote, client="192.0.2.1")[0] == 403  # the rest needs credentials

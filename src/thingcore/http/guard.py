@@ -26,7 +26,8 @@ it refuses:
 
 The dashboard's page and its static files (``/``, ``/ui/...``) and ``/healthz`` need no credentials:
 they carry no data (the files are the open-source code anyone can download), and everything the page
-shows comes through the APIs above.
+shows comes through the APIs above. Nor does a topic rule destination's ``/confirmdestination/<token>``
+(its enableUrl), which the destination's owner opens from anywhere: the token is the credential.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _OPERATOR_PREFIXES = ("/api/v1/", "/docs", "/redoc")
 _OPERATOR_PATHS = frozenset(("/api/v1", "/metrics", "/openapi.json"))
 _PUBLIC_PATHS = frozenset(("/healthz", "/"))
+# the dashboard's files; a topic rule destination's enableUrl, whose token is the credential (as on AWS)
+_PUBLIC_PREFIXES = ("/ui/", "/confirmdestination/")
 _DEVICE_PREFIXES = ("/topics/", "/retainedMessage", "/api/things/shadow/")
 _SHADOW = re.compile(r"^/things/[^/]+/shadow/?$")
 _SIGNED_QUERY = b"X-Amz-Signature="
@@ -71,7 +74,7 @@ class BodyTooLarge(StarletteHTTPException):
 
 def _kind(path: str) -> str:
     """``public``, ``device`` (data plane and /mqtt), ``operator`` (admin token) or ``control`` (iot APIs)."""
-    if path in _PUBLIC_PATHS or path.startswith("/ui/"):
+    if path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES):
         return "public"
     if path in _OPERATOR_PATHS or path.startswith(_OPERATOR_PREFIXES):
         return "operator"
