@@ -226,6 +226,34 @@ class HTTPSettings(_Section):
         "`false` signatures are ignored. Unsigned callers are anonymous (see auth.allow_anonymous)",
     )
     access_keys: list[AccessKey] = Field(default_factory=list, description="Access keys accepted in signatures")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins (`https://app.example.com:8443`) besides the server's own whose pages may open "
+        "/mqtt WebSockets and send POST/PUT/PATCH/DELETE requests; any other Origin is refused with 403",
+    )
+    hostnames: list[str] = Field(
+        default_factory=list,
+        description="Names this server is reached by (`iot.example.com`, `*.example.com`). Besides IP literals and "
+        "localhost, only these are accepted in the Host header of management requests and of loopback callers "
+        "(a defence against DNS rebinding)",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs of reverse proxies whose X-Forwarded-For/Forwarded and X-Forwarded-Proto "
+        "headers are believed; from anyone else those headers are ignored (default: none)",
+    )
+    max_body_size: int | None = Field(
+        None, ge=1, description="Largest request body in bytes on every route, refused with 413 before or while it "
+        "is read (default: limits.max_packet_size + 64 KiB)",
+    )
+    idle_timeout: float = Field(
+        10.0, gt=0, description="Seconds a connection may take to send a request's headers, from its opening and "
+        "after each response; then it is closed",
+    )
+    max_connections: int = Field(
+        1000, ge=0, description="Open HTTP connections (not counting upgraded WebSockets); one more gets 503 and is "
+        "closed at once (0: unlimited)",
+    )
 
     @field_validator("verify_signatures", mode="before")
     @classmethod
@@ -234,9 +262,39 @@ class HTTPSettings(_Section):
             return "true" if value else "false"
         return value
 
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            parts = urlsplit(value.strip().lower())
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") or parts.query:
+                raise ValueError(f"{value!r} is not an origin: scheme://host[:port], e.g. https://app.example.com")
+            out.append(f"{parts.scheme}://{parts.netloc}")
+        return out
+
+    @field_validator("hostnames")
+    @classmethod
+    def _names(cls, values: list[str]) -> list[str]:
+        return [v.strip().lower().rstrip(".") for v in values if v.strip()]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or CIDR") from None
+        return [v.strip() for v in values]
+
     @property
     def tls(self) -> bool:
         return self.certfile is not None
+
+    def body_limit(self, max_packet_size: int) -> int:
+        """The effective max_body_size: a full MQTT packet fits in an HTTP publish, with room for JSON around it."""
+        return self.max_body_size if self.max_body_size is not None else max_packet_size + 64 * 1024
 
 
 class Settings(BaseSettings):

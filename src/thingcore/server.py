@@ -99,11 +99,16 @@ class Server:
 
     async def _start_http(self) -> None:
         from thingcore.http.app import create_app
+        from thingcore.http.connections import bounded_protocol
 
         s = self.settings
         tls = s.http.tls
+        # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1; the guard middleware
+        # believes it only from [http] trusted_proxies
         config = uvicorn.Config(create_app(self), host=s.host, port=s.http_port, log_level="warning",
-                                lifespan="off", access_log=False, loop="none",
+                                lifespan="off", access_log=False, loop="none", proxy_headers=False,
+                                http=bounded_protocol(s.http.idle_timeout, s.http.max_connections),
+                                timeout_keep_alive=s.http.idle_timeout,  # type: ignore[arg-type]
                                 ssl_certfile=s.http.certfile if tls else None, ssl_keyfile=s.http.keyfile,
                                 ws="websockets-sansio", ws_max_size=2 * s.limits.max_packet_size,
                                 ws_per_message_deflate=False, ws_ping_interval=None)

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 import thingcore
 from thingcore.http.errors import install_error_handlers
+from thingcore.http.guard import HTTPGuard, anonymous_admission
 from thingcore.http.metrics import make_registry, render
 
 # module paths of the APIs, each with a `router(server)` factory; missing ones are skipped
@@ -36,6 +37,9 @@ def create_app(server: Any) -> FastAPI:
     app = FastAPI(title="thingcore", version=thingcore.__version__,
                   description="thingcore: AWS IoT Core's model, self-hosted.")
     install_error_handlers(app)
+    # outermost after Starlette's error middleware: proxies, Host, Origin, credentials, body size
+    app.add_middleware(HTTPGuard, settings=server.settings,
+                       anonymous_admitted=anonymous_admission(server.broker.authenticate))
     registry = make_registry(server.broker, *getattr(server, "metric_collectors", ()))
 
     @app.get("/healthz", summary="200 once every listener is up, 503 before and while shutting down")
