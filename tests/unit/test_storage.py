@@ -45,8 +45,7 @@ async def test_retained_set_overwrite_delete(storage: Storage) -> None:
 def add(storage: Storage, client_id: str, seq: int, body: bytes, delivery: bytes = b"d") -> asyncio.Future[None]:
     """Queue one message for one session the way the broker does: its body, then the session's row."""
     mid = storage.next_message_id()
-    storage.put_message(mid, body, len(body))
-    return storage.add_messages(client_id, [(seq, mid, delivery)])
+    return storage.add_messages(client_id, [(seq, mid, delivery)], (mid, body, len(body)))
 
 
 async def messages(storage: Storage, client_id: str) -> list[tuple[int, bytes, bytes]]:

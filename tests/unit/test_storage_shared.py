@@ -36,11 +36,10 @@ def bodies_on_disk(path: Path) -> tuple[int, int]:
 async def test_one_body_for_ten_sessions(storage: Storage, tmp_path: Path) -> None:
     body = b"p" * 10_000
     mid = storage.next_message_id()
-    storage.put_message(mid, body, len(body))
-    assert storage.recently_put(mid)
-    for i in range(10):
+    for i in range(10):  # as a fan-out does it: the body goes with the first session's row only
         storage.save_session(f"c{i}", b"m")
-        storage.add_messages(f"c{i}", [(1, mid, f"d{i}".encode())])
+        storage.add_messages(f"c{i}", [(1, mid, f"d{i}".encode())], None if i else (mid, body, len(body)))
+        assert storage.recently_put(mid)
     await storage.flush()
     assert storage.queued_bytes == len(body)  # once, not ten times
     if isinstance(storage, SQLiteStorage):
@@ -62,9 +61,8 @@ async def test_one_body_for_ten_sessions(storage: Storage, tmp_path: Path) -> No
 
 async def test_delete_session_frees_only_its_own_bodies(storage: Storage) -> None:
     shared, own = storage.next_message_id(), storage.next_message_id()
-    storage.put_message(shared, b"s" * 100, 100)
-    storage.put_message(own, b"o" * 50, 50)
-    storage.add_messages("a", [(1, shared, b""), (2, own, b"")])
+    storage.add_messages("a", [(1, shared, b"")], (shared, b"s" * 100, 100))
+    storage.add_messages("a", [(2, own, b"")], (own, b"o" * 50, 50))
     storage.add_messages("b", [(7, shared, b"")])
     await storage.flush()
     assert storage.queued_bytes == 150
@@ -75,18 +73,15 @@ async def test_delete_session_frees_only_its_own_bodies(storage: Storage) -> Non
 
 async def test_put_again_keeps_one_copy(storage: Storage) -> None:
     mid = storage.next_message_id()
-    storage.put_message(mid, b"x" * 10, 10)
-    storage.add_messages("a", [(1, mid, b"")])
-    storage.put_message(mid, b"x" * 10, 10)  # e.g. a retained message delivered again
-    storage.add_messages("b", [(1, mid, b"")])
+    storage.add_messages("a", [(1, mid, b"")], (mid, b"x" * 10, 10))
+    storage.add_messages("b", [(1, mid, b"")], (mid, b"x" * 10, 10))  # e.g. a retained message delivered again
     await storage.flush()
     assert storage.queued_bytes == 10
     # once every reference is gone, a put with the same id stores it again
     storage.remove_messages("a", [1])
     await storage.remove_messages("b", [1])
     assert storage.queued_bytes == 0
-    storage.put_message(mid, b"x" * 10, 10)
-    await storage.add_messages("c", [(1, mid, b"")])
+    await storage.add_messages("c", [(1, mid, b"")], (mid, b"x" * 10, 10))
     assert storage.queued_bytes == 10
     assert [r.body for r in await storage.load_messages("c", 0, 10, BIG)] == [b"x" * 10]
 
@@ -95,8 +90,7 @@ async def test_pages_by_count_and_bytes(storage: Storage) -> None:
     storage.save_session("c", b"m")
     for seq in range(1, 21):
         mid = storage.next_message_id()
-        storage.put_message(mid, bytes([seq]) * 100, 100)
-        storage.add_messages("c", [(seq, mid, b"")])
+        storage.add_messages("c", [(seq, mid, b"")], (mid, bytes([seq]) * 100, 100))
     page = await storage.load_messages("c", 0, 5, BIG)
     assert [r.seq for r in page] == [1, 2, 3, 4, 5]
     page = await storage.load_messages("c", 5, 100, 250)  # ends with the message that reaches 250 bytes
@@ -115,9 +109,13 @@ async def test_message_ids_continue_after_reopen_and_orphans_go(tmp_path: Path) 
     s = SQLiteStorage(path)
     await s.open()
     kept, orphan = s.next_message_id(), s.next_message_id()
-    s.put_message(kept, b"k" * 10, 10)
-    s.add_messages("c", [(1, kept, b"")])
-    s.put_message(orphan, b"o" * 99, 99)  # a crash before its rows: nothing refers to it
+    s.add_messages("c", [(1, kept, b"")], (kept, b"k" * 10, 10))
+    s.add_messages("gone", [(1, orphan, b"")], (orphan, b"o" * 99, 99))
+    await s.flush()
+    conn = sqlite3.connect(path)  # as if a crash had left a body without rows
+    conn.execute("DELETE FROM session_messages WHERE client_id = 'gone'")
+    conn.commit()
+    conn.close()
     await s.close()
     s = SQLiteStorage(path)
     await s.open()
@@ -129,16 +127,16 @@ async def test_message_ids_continue_after_reopen_and_orphans_go(tmp_path: Path) 
         await s.close()
 
 
-async def test_put_futures_settle_pending_bytes(tmp_path: Path) -> None:
+async def test_bodies_count_before_their_commit(tmp_path: Path) -> None:
     s = SQLiteStorage(tmp_path / "thingcore.db")
     await s.open()
     try:
         mid = s.next_message_id()
-        fut = s.put_message(mid, b"z" * 1000, 1000)
+        fut = s.add_messages("c", [(1, mid, b"")], (mid, b"z" * 1000, 1000))
         assert s.queued_bytes == 1000  # counted before its commit: a burst cannot overshoot the bound
-        s.add_messages("c", [(1, mid, b"")])
         await fut
-        await s.flush()
+        assert s.queued_bytes == 1000
+        await s.add_messages("d", [(1, mid, b"")], (mid, b"z" * 1000, 1000))  # already stored: not twice
         assert s.queued_bytes == 1000
     finally:
         await s.close()
@@ -209,8 +207,7 @@ async def test_schema_2_database_is_migrated_at_open(tmp_path: Path) -> None:
         assert await s.get_document("things", "t1") == b"{}"
         # new messages get ids of their own
         mid = s.next_message_id()
-        s.put_message(mid, b"new", 3)
-        await s.add_messages("dev", [(5, mid, b"")])
+        await s.add_messages("dev", [(5, mid, b"")], (mid, b"new", 3))
         assert [r.body for r in await s.load_messages("dev", 4, 10, BIG)] == [b"new"]
         await s.remove_messages("other", [9])
     finally:
@@ -224,9 +221,9 @@ async def test_schema_2_database_is_migrated_at_open(tmp_path: Path) -> None:
 
 
 async def test_many_writers_one_body_each(storage: Storage) -> None:
-    """Group commit still applies: a fan-out is one put and one row per session, all resolved together."""
+    """Group commit still applies: a fan-out is one write per session, the body with the first."""
     mid = storage.next_message_id()
-    futures = [storage.put_message(mid, b"b" * 64, 64)]
-    futures += [storage.add_messages(f"s{i}", [(1, mid, b"")]) for i in range(200)]
-    assert await asyncio.gather(*futures) == [None] * 201
+    futures = [storage.add_messages(f"s{i}", [(1, mid, b"")], None if i else (mid, b"b" * 64, 64))
+               for i in range(200)]
+    assert await asyncio.gather(*futures) == [None] * 200
     assert storage.queued_bytes == 64

@@ -181,15 +181,16 @@ class Session:
         return False
 
     def _store(self, storage: Storage, out: Outgoing) -> asyncio.Future:
-        """Queue ``out`` in storage; its message body is put once per fan-out (the first session stores it)."""
+        """Queue ``out`` in storage; its message body goes along once per fan-out (the first session stores it)."""
         msg = out.message
         mid = msg.store_id
+        body = None
         if not mid:
             mid = msg.store_id = storage.next_message_id()
-            storage.put_message(mid, msg.to_record(), len(msg.payload))
+            body = (mid, msg.to_record(), len(msg.payload))
         elif not storage.recently_put(mid):  # e.g. a retained message delivered again: its body may be gone
-            storage.put_message(mid, msg.to_record(), len(msg.payload))
-        return storage.add_messages(self.client_id, [(out.seq, mid, out.delivery_record())])
+            body = (mid, msg.to_record(), len(msg.payload))
+        return storage.add_messages(self.client_id, [(out.seq, mid, out.delivery_record())], body)
 
     def _allocate_pid(self) -> int:
         pid = self._next_pid

@@ -65,15 +65,15 @@ class Storage(ABC):
     only clients that have session meta (saved with :meth:`save_session`), because the broker cannot
     rebuild a session without it.
 
-    Outbound messages are stored once however many sessions they are queued for: a body is put once
-    under a message id (:meth:`put_message`) and each session's row holds only that id and its own
-    delivery state. A body goes when no session row refers to it any more. Session queues are read
-    lazily, a page at a time (:meth:`load_messages`), so start-up does not read what is queued.
+    Outbound messages are stored once however many sessions they are queued for: a body is stored once
+    under a message id (with the first :meth:`add_messages` that refers to it) and each session's row holds
+    only that id and its own delivery state. A body goes when no session row refers to it any more. Session
+    queues are read lazily, a page at a time (:meth:`load_messages`), so start-up does not read what is queued.
     """
 
     stats: StorageStats
     persistent: bool = True  #: False when nothing survives the process: callers may skip work meant for a restart
-    #: The message id of the latest :meth:`put_message`, reset by every removal (see :meth:`recently_put`).
+    #: The message id of the latest body written, reset by every removal (see :meth:`recently_put`).
     _last_put: int = 0
 
     @abstractmethod
@@ -112,27 +112,27 @@ class Storage(ABC):
 
     @abstractmethod
     def next_message_id(self) -> int:
-        """A message id never used before by this storage, for :meth:`put_message` (no I/O)."""
-
-    @abstractmethod
-    def put_message(self, message_id: int, body: bytes, size: int) -> asyncio.Future[None]:
-        """Store a message body once, before the :meth:`add_messages` that refer to it; a body already stored
-        under that id is kept. ``size`` (its payload bytes) counts in :attr:`queued_bytes` while it is stored.
-        A body no row refers to is deleted by the next removal that leaves it unreferenced, or at open."""
+        """A message id never used before by this storage, for :meth:`add_messages` (no I/O)."""
 
     def recently_put(self, message_id: int) -> bool:
-        """True when ``message_id`` is the latest :meth:`put_message` and nothing was removed since: its body
-        is stored or on its way, so the other sessions of one fan-out need not put it again."""
+        """True when ``message_id`` is the latest body given to :meth:`add_messages` and nothing was removed since:
+        it is stored or on its way, so the other sessions of one fan-out need not pass it again."""
         return message_id == self._last_put
 
     @property
     @abstractmethod
     def queued_bytes(self) -> int:
-        """Payload bytes of the message bodies stored (each counted once), including puts not yet committed."""
+        """Payload bytes of the message bodies stored (each counted once), including writes not yet committed."""
 
     @abstractmethod
-    def add_messages(self, client_id: str, items: list[tuple[int, int, bytes]]) -> asyncio.Future[None]:
-        """Queue stored messages for a session: ``(seq, message_id, delivery)``; an existing seq is overwritten."""
+    def add_messages(self, client_id: str, items: list[tuple[int, int, bytes]],
+                     body: tuple[int, bytes, int] | None = None) -> asyncio.Future[None]:
+        """Queue stored messages for a session: ``(seq, message_id, delivery)``; an existing seq is overwritten.
+
+        ``body``, ``(message_id, record, size)``, stores a message first, in the same transaction, unless one
+        is already stored under that id; ``size`` (its payload bytes) counts in :attr:`queued_bytes` while it
+        is stored. A body no row refers to any more is deleted (at the latest when the storage opens).
+        """
 
     @abstractmethod
     def replace_message(self, client_id: str, seq: int, delivery: bytes) -> asyncio.Future[None]:

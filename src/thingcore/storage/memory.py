@@ -102,14 +102,6 @@ class MemoryStorage(Storage):
         self._next_id += 1
         return self._next_id - 1
 
-    def put_message(self, message_id: int, body: bytes, size: int) -> asyncio.Future[None]:
-        fut = self._done()
-        self._last_put = message_id
-        if message_id not in self._bodies:
-            self._bodies[message_id] = [0, size, bytes(body)]
-            self._bytes += size
-        return fut
-
     @property
     def queued_bytes(self) -> int:
         return self._bytes
@@ -122,8 +114,15 @@ class MemoryStorage(Storage):
                 del self._bodies[message_id]
                 self._bytes -= entry[1]
 
-    def add_messages(self, client_id: str, items: list[tuple[int, int, bytes]]) -> asyncio.Future[None]:
+    def add_messages(self, client_id: str, items: list[tuple[int, int, bytes]],
+                     body: tuple[int, bytes, int] | None = None) -> asyncio.Future[None]:
         fut = self._done()
+        if body is not None:
+            message_id, record, size = body
+            self._last_put = message_id
+            if message_id not in self._bodies:
+                self._bodies[message_id] = [0, size, bytes(record)]
+                self._bytes += size
         if items:
             messages = self._messages.setdefault(client_id, {})
             for seq, message_id, delivery in items:

@@ -90,9 +90,12 @@ _MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3}
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-# An operation: (apply(cursor, *args) or None for a marker, args, future or None). An apply may return the
-# change in stored message bytes it made (applied to the counter only once its transaction commits).
-_Apply = Callable[..., int | None]
+# An operation: (apply(cursor, *args) or None for a marker, args, future or None). A message operation returns
+# what it did to the shared bodies: (bytes stored, ids of bodies that may have lost their last reference); the
+# writer deletes the unreferenced ones once per batch and counts the bytes when the transaction commits.
+_Effect = tuple[int, list[int]]
+_Apply = Callable[..., _Effect | None]
+_NO_EFFECT: _Effect = (0, [])
 _Op = tuple[_Apply | None, tuple[Any, ...], "asyncio.Future[Any] | None"]
 
 
@@ -118,21 +121,16 @@ def _op_save_session(cur: sqlite3.Cursor, client_id: str, meta: bytes) -> None:
     )
 
 
-def _op_delete_session(cur: sqlite3.Cursor, client_id: str) -> int:
+def _op_delete_session(cur: sqlite3.Cursor, client_id: str) -> _Effect:
     cur.execute("DELETE FROM sessions WHERE client_id = ?", (client_id,))
-    ids = {row[0] for row in cur.execute(
-        "DELETE FROM session_messages WHERE client_id = ? RETURNING message_id", (client_id,)).fetchall()}
+    ids = [row[0] for row in cur.execute(
+        "DELETE FROM session_messages WHERE client_id = ? RETURNING message_id", (client_id,)).fetchall()]
     cur.execute("DELETE FROM inbound_qos2 WHERE client_id = ?", (client_id,))
-    return _drop_unreferenced(cur, ids)
+    return 0, ids
 
 
-def _op_put_message(cur: sqlite3.Cursor, message_id: int, body: bytes, size: int) -> int:
-    cur.execute("INSERT OR IGNORE INTO messages (id, size, body) VALUES (?, ?, ?)", (message_id, size, body))
-    return size if cur.rowcount == 1 else 0
-
-
-def _drop_unreferenced(cur: sqlite3.Cursor, message_ids: set[int] | list[int]) -> int:
-    """Delete the bodies no session row refers to any more; returns minus the bytes freed."""
+def _drop_unreferenced(cur: sqlite3.Cursor, message_ids: set[int]) -> int:
+    """Delete the bodies no session row refers to any more; returns the bytes freed."""
     freed = 0
     for message_id in message_ids:
         row = cur.execute(
@@ -142,10 +140,16 @@ def _drop_unreferenced(cur: sqlite3.Cursor, message_ids: set[int] | list[int]) -
         ).fetchone()
         if row is not None:
             freed += row[0]
-    return -freed
+    return freed
 
 
-def _op_add_messages(cur: sqlite3.Cursor, client_id: str, items: list[tuple[int, int, bytes]]) -> int:
+def _op_add_messages(cur: sqlite3.Cursor, client_id: str, items: list[tuple[int, int, bytes]],
+                     body: tuple[int, bytes, int] | None) -> _Effect:
+    stored = 0
+    if body is not None:
+        cur.execute("INSERT OR IGNORE INTO messages (id, body, size) VALUES (?, ?, ?)", body)
+        if cur.rowcount == 1:
+            stored = body[2]
     replaced: list[int] = []
     for seq, message_id, delivery in items:
         try:
@@ -163,7 +167,7 @@ def _op_add_messages(cur: sqlite3.Cursor, client_id: str, items: list[tuple[int,
             )
             if row is not None and row[0] != message_id:
                 replaced.append(row[0])
-    return _drop_unreferenced(cur, replaced) if replaced else 0
+    return stored, replaced
 
 
 def _op_replace_message(cur: sqlite3.Cursor, client_id: str, seq: int, delivery: bytes) -> None:
@@ -173,7 +177,7 @@ def _op_replace_message(cur: sqlite3.Cursor, client_id: str, seq: int, delivery:
     )
 
 
-def _op_remove_messages(cur: sqlite3.Cursor, client_id: str, seqs: list[int]) -> int:
+def _op_remove_messages(cur: sqlite3.Cursor, client_id: str, seqs: list[int]) -> _Effect:
     ids: list[int] = []
     for seq in seqs:
         row = cur.execute(
@@ -181,7 +185,7 @@ def _op_remove_messages(cur: sqlite3.Cursor, client_id: str, seqs: list[int]) ->
         ).fetchone()
         if row is not None:
             ids.append(row[0])
-    return _drop_unreferenced(cur, ids) if ids else 0
+    return 0, ids
 
 
 def _op_add_inbound_qos2(cur: sqlite3.Cursor, client_id: str, packet_id: int) -> None:
@@ -261,8 +265,11 @@ class SQLiteStorage(Storage):
         self._closing: asyncio.Future[None] | None = None
         self._accepting = False
         self._next_id = 1  # set from the database at open
-        self._stored_bytes = 0  # payload bytes of committed bodies: written by the writer thread only
-        self._pending_bytes = 0  # payload bytes of puts not committed yet: event loop only
+        # Payload bytes of bodies: committed, and passed to add_messages (event loop) / done with (writer thread)
+        # so that those on their way count too. Each is written by one thread only.
+        self._stored_bytes = 0
+        self._bytes_submitted = 0
+        self._bytes_done = 0
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -432,23 +439,18 @@ class SQLiteStorage(Storage):
         self._next_id += 1
         return self._next_id - 1
 
-    def put_message(self, message_id: int, body: bytes, size: int) -> asyncio.Future[None]:
-        fut = self._submit(_op_put_message, (message_id, body, size))
-        self._last_put = message_id
-        self._pending_bytes += size
-        fut.add_done_callback(lambda _f: self._settle(size))
-        return fut
-
-    def _settle(self, size: int) -> None:
-        self._pending_bytes -= size
-
     @property
     def queued_bytes(self) -> int:
-        return self._stored_bytes + self._pending_bytes
+        return self._stored_bytes + self._bytes_submitted - self._bytes_done
 
-    def add_messages(self, client_id: str, items: list[tuple[int, int, bytes]]) -> asyncio.Future[None]:
+    def add_messages(self, client_id: str, items: list[tuple[int, int, bytes]],
+                     body: tuple[int, bytes, int] | None = None) -> asyncio.Future[None]:
         # Copied: the caller may reuse or mutate its list before the writer gets to it.
-        return self._submit(_op_add_messages, (client_id, list(items)))
+        fut = self._submit(_op_add_messages, (client_id, list(items), body))
+        if body is not None:
+            self._last_put = body[0]
+            self._bytes_submitted += body[2]
+        return fut
 
     def replace_message(self, client_id: str, seq: int, delivery: bytes) -> asyncio.Future[None]:
         return self._submit(_op_replace_message, (client_id, seq, delivery))
@@ -560,13 +562,18 @@ class SQLiteStorage(Storage):
             if writes:
                 try:
                     try:
-                        delta = 0
+                        stored, orphans = 0, set()
                         cur.execute("BEGIN")
                         for apply, args, _ in batch:
                             if apply is not None:
-                                delta += apply(cur, *args) or 0
+                                effect = apply(cur, *args)
+                                if effect is not None:
+                                    stored += effect[0]
+                                    orphans.update(effect[1])
+                        if orphans:
+                            stored -= _drop_unreferenced(cur, orphans)
                         cur.execute("COMMIT")
-                        self._stored_bytes += delta
+                        self._stored_bytes += stored
                         stats.commits += 1
                         stats.max_batch = max(stats.max_batch, writes)
                     except Exception as exc:
@@ -578,6 +585,8 @@ class SQLiteStorage(Storage):
                     errors = [exc] * len(futures)
                     stats.failures += writes
                 stats.operations += writes
+                # bodies passed to add_messages are now stored (counted above) or failed: no longer on their way
+                self._bytes_done += sum(op[1][2][2] for op in batch if op[0] is _op_add_messages and op[1][2])
             try:
                 loop.call_soon_threadsafe(_resolve, futures, errors)
             except RuntimeError:  # the event loop is closed: nobody is waiting any more
@@ -600,9 +609,11 @@ class SQLiteStorage(Storage):
             if apply is not None:
                 try:
                     cur.execute("BEGIN")
-                    delta = apply(cur, *args) or 0
+                    stored, orphans = apply(cur, *args) or _NO_EFFECT
+                    if orphans:
+                        stored -= _drop_unreferenced(cur, set(orphans))
                     cur.execute("COMMIT")
-                    self._stored_bytes += delta
+                    self._stored_bytes += stored
                     self.stats.commits += 1
                     self.stats.max_batch = max(self.stats.max_batch, 1)
                 except Exception as op_exc:
