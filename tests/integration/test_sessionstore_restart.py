@@ -1,5 +1,9 @@
-"""A data directory written by the previous schema (2: one full copy per session message) still starts, with
-its sessions, their subscriptions, queued and in-flight messages, once migrated to the shared message store."""
+"""Sessions across a restart with the shared, lazily read message store.
+
+A data directory written by the previous schema (2: one full copy per session message) still starts, with its
+sessions, subscriptions, queued and in-flight messages; a restored queue larger than a page drains in order
+before live messages; a stored session resumed without persistence still gets what it had.
+"""
 
 from __future__ import annotations
 
@@ -94,3 +98,66 @@ def test_schema_2_data_dir_starts_with_its_sessions(tmp_path: Path) -> None:
             with pytest.raises(TimeoutError):
                 c.recv(0.5)
         assert tc.metrics()["thingcore_queued_messages"] == 0
+
+
+def _fill(tc: ThingcoreProcess, topic: str, payloads: list[bytes]) -> None:
+    with RawClient(tc.host, tc.mqtt_port, level=5) as pub:
+        assert pub.connect("filler").reason_code == 0
+        for i, payload in enumerate(payloads, 1):
+            pub.publish(topic, payload, 1, i)
+            assert pub.expect(Puback).reason_code == 0
+
+
+def test_restored_queue_is_read_in_pages_before_live_messages(tmp_path: Path) -> None:
+    """More than a page on disk, a small receive window, and live messages arriving while the backlog drains:
+    all of them, once, in publish order."""
+    stored = [f"stored-{i:04}".encode() for i in range(700)]
+    live = [f"live-{i:02}".encode() for i in range(30)]
+    props = {"session_expiry_interval": 600, "receive_maximum": 5}
+    with ThingcoreProcess(tmp_path / "pages") as tc:
+        with RawClient(tc.host, tc.mqtt_port, level=5) as c:
+            assert c.connect("pager", properties=props).reason_code == 0
+            c.subscribe("pages/#", 1)
+            c.disconnect()
+        _fill(tc, "pages/x", stored)
+        tc.restart()
+        got: list[bytes] = []
+        with RawClient(tc.host, tc.mqtt_port, level=5) as c:
+            assert c.connect("pager", clean_start=False, properties=props).session_present
+            for _ in range(3):
+                p = c.expect(Publish, 10)
+                got.append(p.payload)
+                c.send(Puback(p.packet_id))
+            _fill(tc, "pages/y", live)
+            while len(got) < len(stored) + len(live):
+                p = c.expect(Publish, 10)
+                got.append(p.payload)
+                c.send(Puback(p.packet_id))
+            with pytest.raises(TimeoutError):
+                c.recv(0.5)
+        assert got == stored + live
+
+
+def test_restored_session_resumed_without_persistence_still_gets_its_messages(tmp_path: Path) -> None:
+    """MQTT 5: resuming a stored session with session expiry 0 delivers what it had, then the session ends."""
+    want = [f"m-{i}".encode() for i in range(300)]
+    with ThingcoreProcess(tmp_path / "ending") as tc:
+        with RawClient(tc.host, tc.mqtt_port, level=5) as c:
+            assert c.connect("ending", properties={"session_expiry_interval": 600}).reason_code == 0
+            c.subscribe("ending/#", 1)
+            c.disconnect()
+        _fill(tc, "ending/x", want)
+        tc.restart()
+        got = []
+        with RawClient(tc.host, tc.mqtt_port, level=5) as c:
+            assert c.connect("ending", clean_start=False).session_present  # expiry 0 from now on
+            while len(got) < len(want):
+                p = c.expect(Publish, 10)
+                got.append(p.payload)
+                c.send(Puback(p.packet_id))
+            c.disconnect()
+        assert got == want
+        tc.restart()
+        assert tc.metrics()["thingcore_sessions"] == 0
+        with RawClient(tc.host, tc.mqtt_port, level=5) as c:
+            assert not c.connect("ending", clean_start=False).session_present
