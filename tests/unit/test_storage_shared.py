@@ -227,3 +227,17 @@ async def test_many_writers_one_body_each(storage: Storage) -> None:
                for i in range(200)]
     assert await asyncio.gather(*futures) == [None] * 200
     assert storage.queued_bytes == 64
+
+
+async def test_remove_with_known_message_ids(storage: Storage) -> None:
+    """The broker passes the ids it knows; a wrong or stale id never deletes a body still referred to."""
+    a, b = storage.next_message_id(), storage.next_message_id()
+    storage.add_messages("x", [(1, a, b"")], (a, b"a" * 10, 10))
+    storage.add_messages("x", [(2, b, b"")], (b, b"b" * 20, 20))
+    storage.add_messages("y", [(1, a, b"")])
+    await storage.remove_messages("x", [1, 2], [a, b])
+    assert storage.queued_bytes == 10  # a is still queued for y
+    await storage.remove_messages("y", [99], [a])  # not y's seq: nothing happens to a
+    assert [r.body for r in await storage.load_messages("y", 0, 10, BIG)] == [b"a" * 10]
+    await storage.remove_messages("y", [1], [a])
+    assert storage.queued_bytes == 0

@@ -222,7 +222,7 @@ class Session:
             out = queue.popleft()
             if out.message.expired(now):
                 if storage is not None and out.qos:
-                    storage.remove_messages(self.client_id, [out.seq])
+                    storage.remove_messages(self.client_id, [out.seq], [out.message.store_id])
                 continue
             if out.qos == 0:
                 conn.send_publish(out.message, 0, out.retain, out.subscription_ids, 0, False, None)
@@ -258,7 +258,7 @@ class Session:
             return False
         del self.inflight[packet_id]
         if self.persistent and self.broker.storage is not None:
-            self.broker.storage.remove_messages(self.client_id, [out.seq])
+            self.broker.storage.remove_messages(self.client_id, [out.seq], [out.message.store_id])
         self.pump()
         return True
 

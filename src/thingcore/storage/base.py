@@ -142,9 +142,11 @@ class Storage(ABC):
         """
 
     @abstractmethod
-    def remove_messages(self, client_id: str, seqs: list[int]) -> asyncio.Future[None]:
+    def remove_messages(self, client_id: str, seqs: list[int],
+                        message_ids: list[int] | None = None) -> asyncio.Future[None]:
         """Remove messages by seq (acknowledged, expired or dropped); unknown seqs are ignored. Bodies no
-        session refers to any more are deleted."""
+        session refers to any more are deleted. ``message_ids``, the ids of those messages when the caller
+        knows them, spares the backend finding them."""
 
     @abstractmethod
     def add_inbound_qos2(self, client_id: str, packet_id: int) -> asyncio.Future[None]:

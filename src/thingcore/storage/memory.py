@@ -142,7 +142,8 @@ class MemoryStorage(Storage):
             messages[seq] = (messages[seq][0], bytes(delivery))
         return fut
 
-    def remove_messages(self, client_id: str, seqs: list[int]) -> asyncio.Future[None]:
+    def remove_messages(self, client_id: str, seqs: list[int],
+                        message_ids: list[int] | None = None) -> asyncio.Future[None]:
         fut = self._done()
         self._last_put = 0
         messages = self._messages.get(client_id)

@@ -177,7 +177,12 @@ def _op_replace_message(cur: sqlite3.Cursor, client_id: str, seq: int, delivery:
     )
 
 
-def _op_remove_messages(cur: sqlite3.Cursor, client_id: str, seqs: list[int]) -> _Effect:
+def _op_remove_messages(cur: sqlite3.Cursor, client_id: str, seqs: list[int],
+                        message_ids: list[int] | None) -> _Effect:
+    if message_ids is not None:  # the caller knows which bodies may be left without rows
+        cur.executemany("DELETE FROM session_messages WHERE client_id = ? AND seq = ?",
+                        [(client_id, seq) for seq in seqs])
+        return 0, message_ids
     ids: list[int] = []
     for seq in seqs:
         row = cur.execute(
@@ -455,9 +460,11 @@ class SQLiteStorage(Storage):
     def replace_message(self, client_id: str, seq: int, delivery: bytes) -> asyncio.Future[None]:
         return self._submit(_op_replace_message, (client_id, seq, delivery))
 
-    def remove_messages(self, client_id: str, seqs: list[int]) -> asyncio.Future[None]:
+    def remove_messages(self, client_id: str, seqs: list[int],
+                        message_ids: list[int] | None = None) -> asyncio.Future[None]:
         self._last_put = 0
-        return self._submit(_op_remove_messages, (client_id, list(seqs)))
+        ids = list(message_ids) if message_ids is not None else None
+        return self._submit(_op_remove_messages, (client_id, list(seqs), ids))
 
     def add_inbound_qos2(self, client_id: str, packet_id: int) -> asyncio.Future[None]:
         return self._submit(_op_add_inbound_qos2, (client_id, packet_id))
