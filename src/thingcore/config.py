@@ -67,6 +67,17 @@ class LimitSettings(_Section):
     receive_maximum: int = Field(100, ge=1, le=65535, description="Unacknowledged inbound QoS 1/2 per client")
     max_inflight: int = Field(100, ge=1, le=65535, description="Unacknowledged outbound QoS 1/2 per client")
     max_queued_messages: int = Field(1000, ge=0, description="Messages queued per session beyond in-flight")
+    max_queued_bytes: int = Field(
+        256 * 1024 * 1024, ge=0,
+        description="Payload bytes stored for persistent sessions across the broker, each message counted once"
+                    " however many sessions it waits for; past it new messages for offline sessions are dropped"
+                    " (counted in messages_dropped, logged at most every 10 s). 0: no limit",
+    )
+    persistent_session_expiry: int = Field(
+        3600, ge=0,
+        description="Seconds an MQTT 3.1.1 persistent session (clean session 0) is kept after its client"
+                    " disconnects, as AWS IoT's 1 hour default. 0: never expires",
+    )
     queue_qos0: bool = Field(False, description="Queue QoS 0 messages for offline persistent sessions")
     topic_alias_maximum: int = Field(10, ge=0, le=65535, description="Topic aliases a v5 client may use")
     max_keepalive: int = Field(65535, ge=0, le=65535, description="Largest keep-alive a client may ask for")

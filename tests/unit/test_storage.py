@@ -42,43 +42,57 @@ async def test_retained_set_overwrite_delete(storage: Storage) -> None:
     assert await storage.load_retained() == [("a/c", b"2")]
 
 
+def add(storage: Storage, client_id: str, seq: int, body: bytes, delivery: bytes = b"d") -> asyncio.Future[None]:
+    """Queue one message for one session the way the broker does: its body, then the session's row."""
+    mid = storage.next_message_id()
+    return storage.add_messages(client_id, [(seq, mid, delivery)], (mid, body, len(body)))
+
+
+async def messages(storage: Storage, client_id: str) -> list[tuple[int, bytes, bytes]]:
+    """Every stored message of a session as (seq, body, delivery)."""
+    return [(m.seq, m.body, m.delivery) for m in await storage.load_messages(client_id, 0, 1 << 30, 1 << 40)]
+
+
 async def test_session_meta_upsert(storage: Storage) -> None:
     assert await storage.load_sessions() == []
     storage.save_session("c1", b"m1")
-    storage.add_messages("c1", [(1, b"x")])
+    add(storage, "c1", 1, b"x")
     await storage.save_session("c1", b"m2")  # keeps messages
     [s] = await storage.load_sessions()
-    assert s == StoredSession("c1", b"m2", [(1, b"x")], [])
+    assert s == StoredSession("c1", b"m2", 1, 1, [])
+    assert await messages(storage, "c1") == [(1, b"x", b"d")]
 
 
 async def test_messages_add_replace_remove(storage: Storage) -> None:
     storage.save_session("c1", b"meta")
-    storage.add_messages("c1", [(3, b"r3"), (1, b"r1")])
-    storage.add_messages("c1", [(2, b"r2")])
+    add(storage, "c1", 3, b"r3")
+    add(storage, "c1", 1, b"r1")
+    add(storage, "c1", 2, b"r2")
     storage.add_messages("c1", [])
-    storage.replace_message("c1", 2, b"r2'")
+    storage.replace_message("c1", 2, b"d2'")
     storage.replace_message("c1", 99, b"ghost")  # not stored: no-op, no resurrection
     storage.remove_messages("c1", [3, 42])
     await storage.flush()
-    [s] = await storage.load_sessions()
-    assert s.messages == [(1, b"r1"), (2, b"r2'")]
+    assert await messages(storage, "c1") == [(1, b"r1", b"d"), (2, b"r2", b"d2'")]
     # an existing seq is overwritten by add_messages
-    await storage.add_messages("c1", [(1, b"again")])
-    [s] = await storage.load_sessions()
-    assert s.messages == [(1, b"again"), (2, b"r2'")]
+    await add(storage, "c1", 1, b"again")
+    assert await messages(storage, "c1") == [(1, b"again", b"d"), (2, b"r2", b"d2'")]
     # a replace after remove does not bring the message back
     storage.remove_messages("c1", [1])
     await storage.replace_message("c1", 1, b"late")
+    assert await messages(storage, "c1") == [(2, b"r2", b"d2'")]
     [s] = await storage.load_sessions()
-    assert s.messages == [(2, b"r2'")]
+    assert (s.queued, s.last_seq) == (1, 2)
+    assert storage.queued_bytes == 2  # "r2" only: the overwritten and removed bodies are gone
 
 
 async def test_messages_in_seq_order_not_insert_order(storage: Storage) -> None:
     storage.save_session("c", b"m")
     for seq in (10, 2, 7, 100, 1):
-        storage.add_messages("c", [(seq, str(seq).encode())])
+        add(storage, "c", seq, str(seq).encode())
+    assert [seq for seq, _, _ in await messages(storage, "c")] == [1, 2, 7, 10, 100]
     [s] = await storage.load_sessions()
-    assert [seq for seq, _ in s.messages] == [1, 2, 7, 10, 100]
+    assert (s.queued, s.last_seq) == (5, 100)
 
 
 async def test_inbound_qos2(storage: Storage) -> None:
@@ -96,24 +110,29 @@ async def test_inbound_qos2(storage: Storage) -> None:
 async def test_delete_session_removes_everything(storage: Storage) -> None:
     for cid in ("c1", "c2"):
         storage.save_session(cid, cid.encode())
-        storage.add_messages(cid, [(1, b"a"), (2, b"b")])
+        add(storage, cid, 1, b"a")
+        add(storage, cid, 2, b"b")
         storage.add_inbound_qos2(cid, 5)
     await storage.delete_session("c1")
     assert list(by_id(await storage.load_sessions())) == ["c2"]
+    assert await messages(storage, "c1") == []
     # a new session with the same id starts empty
     await storage.save_session("c1", b"fresh")
     sessions = by_id(await storage.load_sessions())
-    assert sessions["c1"] == StoredSession("c1", b"fresh", [], [])
-    assert sessions["c2"] == StoredSession("c2", b"c2", [(1, b"a"), (2, b"b")], [5])
+    assert sessions["c1"] == StoredSession("c1", b"fresh", 0, 0, [])
+    assert sessions["c2"] == StoredSession("c2", b"c2", 2, 2, [5])
+    assert await messages(storage, "c2") == [(1, b"a", b"d"), (2, b"b", b"d")]
+    assert storage.queued_bytes == 2
 
 
 async def test_data_without_session_meta_is_not_loaded(storage: Storage) -> None:
-    storage.add_messages("orphan", [(1, b"x")])
+    add(storage, "orphan", 1, b"x")
     storage.add_inbound_qos2("orphan", 1)
     assert await storage.load_sessions() == []
     # ... but it is kept, and shows up once the session is saved
     await storage.save_session("orphan", b"m")
-    assert await storage.load_sessions() == [StoredSession("orphan", b"m", [(1, b"x")], [1])]
+    assert await storage.load_sessions() == [StoredSession("orphan", b"m", 1, 1, [1])]
+    assert await messages(storage, "orphan") == [(1, b"x", b"d")]
 
 
 async def test_writes_applied_in_call_order(storage: Storage) -> None:
@@ -125,14 +144,16 @@ async def test_writes_applied_in_call_order(storage: Storage) -> None:
         futures.append(storage.save_session("c", str(i).encode()))
         if i % 5 == 0:
             futures.append(storage.delete_session("c"))
-        futures.append(storage.add_messages("c", [(i, b"m")]))
+        futures.append(add(storage, "c", i, b"m"))
         if i % 2:
             futures.append(storage.remove_messages("c", [i - 1]))
     assert await asyncio.gather(*futures) == [None] * len(futures)
     assert await storage.load_retained() == [("t", b"499")]
     [s] = await storage.load_sessions()
     # the last delete_session was at i=495 (before its add); 496 and 498 were removed after
-    assert s == StoredSession("c", b"499", [(495, b"m"), (497, b"m"), (499, b"m")], [])
+    assert s == StoredSession("c", b"499", 3, 499, [])
+    assert await messages(storage, "c") == [(495, b"m", b"d"), (497, b"m", b"d"), (499, b"m", b"d")]
+    assert storage.queued_bytes == 3
 
 
 async def test_futures_resolve_to_none_and_stats(storage: Storage) -> None:
@@ -158,10 +179,9 @@ async def test_close_is_idempotent_and_rejects_later_writes(storage: Storage) ->
 async def test_non_bytes_records_are_copied(storage: Storage) -> None:
     buf = bytearray(b"abc")
     storage.save_session("c", b"m")
-    await storage.add_messages("c", [(1, bytes(buf))])
+    await add(storage, "c", 1, bytes(buf))
     buf[0] = ord("z")
-    [s] = await storage.load_sessions()
-    assert s.messages == [(1, b"abc")]
+    assert await messages(storage, "c") == [(1, b"abc", b"d")]
 
 
 # --- SQLite-specific -----------------------------------------------------------------------------
@@ -175,7 +195,8 @@ async def test_sqlite_reopen_gives_back_the_data(tmp_path: Path) -> None:
     s.set_retained("r/2", b"two")
     s.set_retained("r/2", None)
     s.save_session("c1", b"meta1")
-    s.add_messages("c1", [(i, bytes([i]) * 200) for i in range(50)])
+    for i in range(50):
+        add(s, "c1", i, bytes([i]) * 200)
     s.remove_messages("c1", list(range(0, 50, 2)))
     s.replace_message("c1", 1, b"changed")
     s.add_inbound_qos2("c1", 77)
@@ -187,13 +208,16 @@ async def test_sqlite_reopen_gives_back_the_data(tmp_path: Path) -> None:
     try:
         assert await s2.load_retained() == [("r/1", b"one")]
         sessions = by_id(await s2.load_sessions())
-        assert sessions["c2"] == StoredSession("c2", b"meta2", [], [])
+        assert sessions["c2"] == StoredSession("c2", b"meta2", 0, 0, [])
         c1 = sessions["c1"]
         assert c1.meta == b"meta1"
         assert c1.inbound_qos2 == [77]
-        assert c1.messages[0] == (1, b"changed")
-        assert [seq for seq, _ in c1.messages] == list(range(1, 50, 2))
-        assert c1.messages[1] == (3, bytes([3]) * 200)
+        assert (c1.queued, c1.last_seq) == (25, 49)
+        stored = await messages(s2, "c1")
+        assert stored[0] == (1, bytes([1]) * 200, b"changed")
+        assert [seq for seq, _, _ in stored] == list(range(1, 50, 2))
+        assert stored[1] == (3, bytes([3]) * 200, b"d")
+        assert s2.queued_bytes == 25 * 200
     finally:
         await s2.close()
 
@@ -208,7 +232,7 @@ async def test_sqlite_wal_and_schema_version(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert tables >= {"retained", "sessions", "session_messages", "inbound_qos2", "documents"}
+        assert tables >= {"retained", "sessions", "messages", "session_messages", "inbound_qos2", "documents"}
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     finally:
         conn.close()

@@ -409,7 +409,7 @@ class Connection(asyncio.Protocol):
             if props.get("request_response_information") == 1:
                 ack_props["response_information"] = f"thingcore/response/{client_id}"
         else:
-            expiry = 0 if packet.clean_start else 0xFFFFFFFF
+            expiry = 0 if packet.clean_start else broker.persistent_session_expiry
         capped = broker.cap_session_expiry(expiry)
         if capped != expiry and self.v5:
             ack_props["session_expiry_interval"] = capped
@@ -708,7 +708,7 @@ class Connection(asyncio.Protocol):
             "connected_at": self.connected_at, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
             "messages_in": self.msgs_in, "messages_out": self.msgs_out,
             "inflight": len(self.session.inflight) if self.session else 0,
-            "queued": len(self.session.queue) if self.session else 0,
+            "queued": self.session.queued_count if self.session else 0,
         }
 
 

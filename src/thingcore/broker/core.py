@@ -106,6 +106,8 @@ class Broker:
         self.max_packet_size = limits.max_packet_size
         self.max_inflight = limits.max_inflight
         self.max_queued = limits.max_queued_messages
+        # what an MQTT 3.1.1 clean-session-0 connection gets as its session expiry (AWS IoT: 1 hour)
+        self.persistent_session_expiry = limits.persistent_session_expiry or NEVER_EXPIRES
         self.queue_qos0 = limits.queue_qos0
         self.connect_timeout = limits.connect_timeout
         self.max_output_buffer = limits.max_output_buffer
@@ -163,20 +165,28 @@ class Broker:
             msg, _ = Message.from_record(record)
             self.retained.set(msg)
         now = time.time()
+        v311_expiry = self.settings.limits.persistent_session_expiry
         for stored in await self.storage.load_sessions():
             meta = orjson.loads(stored.meta)
             session = Session(self, stored.client_id, meta["expiry"], meta["level"])
             session.disconnected_at = meta.get("disconnected_at") or now
             session.identity = Session.owner_identity(stored.client_id, meta.get("owner"))
+            if session.expiry_interval >= NEVER_EXPIRES and session.protocol_level < 5 and v311_expiry:
+                # kept forever by an older version (or before the setting): the configured expiry from now on
+                session.expiry_interval = v311_expiry
+                session.disconnected_at = max(session.disconnected_at, now)
             for key, qos, nl, rap, rh, sid in meta["subs"]:
                 from thingcore.mqtt.topics import parse_shared
 
                 group, bare = parse_shared(key)
                 self.add_subscription(session, key, Entry(qos, nl, rap, rh, sid), group, bare)
-            session.restore(stored.messages, stored.inbound_qos2)
+            # only counts: the messages stay on disk until the client is back (Session.pump reads them)
+            session.restore(stored.queued, stored.last_seq, stored.inbound_qos2)
             self.sessions[session.client_id] = session
             self._schedule_expiry(session, now)
-        log.info("restored %d retained messages and %d sessions", len(self.retained), len(self.sessions))
+        log.info("restored %d retained messages and %d sessions (%d messages queued, %d bytes stored)",
+                 len(self.retained), len(self.sessions), sum(s.backlog for s in self.sessions.values()),
+                 self.storage.queued_bytes)
 
     async def stop(self, grace: float = 1.0) -> None:
         """Tell every client the server is shutting down (v5 0x8B) and save session state."""
@@ -292,7 +302,7 @@ class Broker:
                     setattr(session, attr, None)
             session.will_message = None
             if session.persistent and not expiry and self.storage is not None:
-                self.storage.delete_session(client_id)
+                session.end_persistence()
         session.expiry_interval = expiry
         session.protocol_level = conn.level
         session.connection = conn

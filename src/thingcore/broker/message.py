@@ -35,6 +35,9 @@ class Message:
     source_address: str | None = None
     received_at: float = field(default_factory=time.time)
     expires_at: float | None = None  # wall-clock time after which the message must not be delivered
+    #: Its id in storage, assigned when it is first stored for a persistent session and kept for every other
+    #: session of the same fan-out (and every later delivery of the same object), so storage holds it once.
+    store_id: int = 0
 
     @classmethod
     def from_publish_properties(cls, topic: str, payload: bytes, qos: int, retain: bool,

@@ -3,12 +3,17 @@
 The session outlives its connection when it is persistent (3.1.1 clean session 0, or an MQTT 5
 session expiry interval above 0). Every QoS 1/2 message handed to a persistent session is written
 to storage, and the publisher's acknowledgement waits for that commit, so what the broker
-acknowledged survives a crash.
+acknowledged survives a crash. A message is stored once however many sessions it is queued for
+(its body under ``Message.store_id``, each session's row holding only its delivery state).
+
+After a restart a session's stored messages stay on disk (its ``backlog``) until its client is back;
+they are then read a page at a time while it drains, so memory does not grow with what is queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,9 +28,17 @@ from thingcore.broker.router import Entry
 if TYPE_CHECKING:
     from thingcore.broker.connection import Connection
     from thingcore.broker.core import Broker
+    from thingcore.storage import Storage, StoredMessage
+
+log = logging.getLogger("thingcore.broker")
 
 NEVER_EXPIRES = 0xFFFFFFFF
 RECEIVE_CACHE_SIZE = 1024  # topics whose receive verdict a session remembers (the authorizer caches more)
+
+#: A page of stored messages read for a reconnected session: at most this many, and it ends with the message
+#: that brings it to PAGE_BYTES. The next page is read once a quarter of the last one is left.
+PAGE_MESSAGES = 256
+PAGE_BYTES = 4 * 1024 * 1024
 
 QUEUED, SENT, RELEASED = 0, 1, 2  # Outgoing.state: waiting, PUBLISH sent, PUBREL sent (QoS 2)
 
@@ -40,15 +53,40 @@ class Outgoing:
     packet_id: int = 0
     state: int = QUEUED
 
-    def to_record(self) -> bytes:
-        return self.message.to_record(
-            qos=self.qos, retain=self.retain, sids=list(self.subscription_ids), pid=self.packet_id, st=self.state
-        )
+    def delivery_record(self) -> bytes:
+        """This session's state of the delivery; the message itself is stored apart, once."""
+        return orjson.dumps((self.qos, self.retain, self.subscription_ids, self.packet_id, self.state))
 
     @classmethod
-    def from_record(cls, seq: int, record: bytes) -> Outgoing:
-        msg, e = Message.from_record(record)
-        return cls(seq, msg, e["qos"], e["retain"], tuple(e["sids"]), e["pid"], e["st"])
+    def from_stored(cls, row: StoredMessage) -> Outgoing:
+        msg, legacy = Message.from_record(row.body)
+        msg.store_id = row.message_id
+        if row.delivery:
+            qos, retain, sids, pid, st = orjson.loads(row.delivery)
+        else:  # migrated from schema 2, where the record carried the delivery state
+            qos, retain, sids, pid, st = legacy["qos"], legacy["retain"], legacy["sids"], legacy["pid"], legacy["st"]
+        return cls(row.seq, msg, qos, retain, tuple(sids), pid, st)
+
+
+class _DropLog:
+    """One log line per interval for messages dropped over ``max_queued_bytes``, with the count since the last."""
+
+    interval = 10.0
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = 0.0
+
+    def dropped(self, client_id: str, limit: int) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            log.warning("offline queues are at max_queued_bytes (%d): dropped %d message(s) for offline sessions,"
+                        " latest for %s", limit, self.count, client_id)
+            self.count, self.last = 0, now
+
+
+_drop_log = _DropLog()
 
 
 class Session:
@@ -76,6 +114,14 @@ class Session:
         self._next_seq = 1
         self.discarded = False
         self.waiting_publishers: set[Connection] = set()
+        # Stored messages not in self.queue (a restart left them on disk): they come before it, in seq order.
+        self.backlog = 0  # how many are still on disk
+        self._page: deque[Outgoing] = deque()  # read from disk, not yet sent
+        self._read_after = 0  # seq of the last one read
+        self._read_until = 0  # seq of the last one; later seqs are in self.queue
+        self._last_page = 0
+        self._reader: asyncio.Task | None = None
+        self._drop_stored = False  # forget the stored session once it is read (it stopped being persistent)
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id!r} persistent={self.persistent}>"
@@ -116,6 +162,11 @@ class Session:
         return Identity(client_id=client_id, username=owner.get("username"), principal=owner.get("principal"),
                         listener="", address="", anonymous=bool(owner.get("anonymous", True)))
 
+    @property
+    def queued_count(self) -> int:
+        """Messages waiting to be sent: in memory and still on disk."""
+        return len(self.queue) + len(self._page) + self.backlog
+
     # -- delivery --------------------------------------------------------------------------------
 
     def deliver(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...],
@@ -129,28 +180,53 @@ class Session:
             if conn is not None:
                 conn.send_publish(msg, 0, retain, sids, 0, False, cache)
             elif self.persistent and broker.queue_qos0:
-                if len(self.queue) >= broker.max_queued:
+                if len(self.queue) + self.backlog >= broker.max_queued:
                     broker.stats.dropped += 1
                 else:
                     self.queue.append(Outgoing(0, msg, 0, retain, sids))
             return None
+        storage = broker.storage if self.persistent else None
+        if conn is None and storage is not None and not msg.store_id and self._over_bytes(storage, msg):
+            return None
         out = Outgoing(self._next_seq, msg, qos, retain, sids)
         self._next_seq += 1
-        if conn is not None and not self.queue and len(self.inflight) < conn.send_quota:
+        if conn is not None and not self.queue and not self.backlog and not self._page \
+                and len(self.inflight) < conn.send_quota:
             out.packet_id = self._allocate_pid()
             out.state = SENT
             self.inflight[out.packet_id] = out
             conn.send_publish(msg, qos, retain, sids, out.packet_id, False, cache)
         else:
-            if len(self.queue) >= broker.max_queued:
+            if len(self.queue) + self.backlog + len(self._page) >= broker.max_queued:
                 broker.stats.dropped += 1
                 return None
             self.queue.append(out)
             if conn is not None and len(self.queue) >= broker.backpressure_high:
                 broker.congested.append(self)
-        if self.persistent and broker.storage is not None:
-            return broker.storage.add_messages(self.client_id, [(out.seq, out.to_record())])
+        if storage is not None:
+            return self._store(storage, out)
         return None
+
+    def _over_bytes(self, storage: Storage, msg: Message) -> bool:
+        """A message not stored yet, for an offline session, beyond ``max_queued_bytes``: it is dropped."""
+        limit = self.broker.settings.limits.max_queued_bytes
+        if limit and storage.queued_bytes + len(msg.payload) > limit:
+            self.broker.stats.dropped += 1
+            _drop_log.dropped(self.client_id, limit)
+            return True
+        return False
+
+    def _store(self, storage: Storage, out: Outgoing) -> asyncio.Future:
+        """Queue ``out`` in storage; its message body goes along once per fan-out (the first session stores it)."""
+        msg = out.message
+        mid = msg.store_id
+        body = None
+        if not mid:
+            mid = msg.store_id = storage.next_message_id()
+            body = (mid, msg.to_record(), len(msg.payload))
+        elif not storage.recently_put(mid):  # e.g. a retained message delivered again: its body may be gone
+            body = (mid, msg.to_record(), len(msg.payload))
+        return storage.add_messages(self.client_id, [(out.seq, mid, out.delivery_record())], body)
 
     def _allocate_pid(self) -> int:
         pid = self._next_pid
@@ -165,14 +241,24 @@ class Session:
         conn = self.connection
         if conn is None:
             return
-        queue = self.queue
+        if self.backlog or self._page:  # stored messages first, read from disk a page at a time
+            self._send_from(self._page, conn)
+            if self.backlog and self._reader is None and len(self._page) <= self._last_page // 4:
+                self._read_page()
+            if self.backlog or self._page:
+                return
+        self._send_from(self.queue, conn)
+        if self.waiting_publishers and len(self.queue) <= self.broker.backpressure_low:
+            self.release_publishers()
+
+    def _send_from(self, queue: deque[Outgoing], conn: Connection) -> None:
         storage = self.broker.storage if self.persistent else None
         now = time.time()
         while queue and len(self.inflight) < conn.send_quota:
             out = queue.popleft()
             if out.message.expired(now):
                 if storage is not None and out.qos:
-                    storage.remove_messages(self.client_id, [out.seq])
+                    storage.remove_messages(self.client_id, [out.seq], [out.message.store_id])
                 continue
             if out.qos == 0:
                 conn.send_publish(out.message, 0, out.retain, out.subscription_ids, 0, False, None)
@@ -182,9 +268,7 @@ class Session:
             self.inflight[out.packet_id] = out
             conn.send_publish(out.message, out.qos, out.retain, out.subscription_ids, out.packet_id, False, None)
             if storage is not None:
-                storage.replace_message(self.client_id, out.seq, out.to_record())
-        if self.waiting_publishers and len(queue) <= self.broker.backpressure_low:
-            self.release_publishers()
+                storage.replace_message(self.client_id, out.seq, out.delivery_record())
 
     def release_publishers(self) -> None:
         for publisher in list(self.waiting_publishers):
@@ -210,7 +294,7 @@ class Session:
             return False
         del self.inflight[packet_id]
         if self.persistent and self.broker.storage is not None:
-            self.broker.storage.remove_messages(self.client_id, [out.seq])
+            self.broker.storage.remove_messages(self.client_id, [out.seq], [out.message.store_id])
         self.pump()
         return True
 
@@ -221,7 +305,7 @@ class Session:
             return False
         out.state = RELEASED
         if self.persistent and self.broker.storage is not None:
-            self.broker.storage.replace_message(self.client_id, out.seq, out.to_record())
+            self.broker.storage.replace_message(self.client_id, out.seq, out.delivery_record())
         return True
 
     # -- persistence -----------------------------------------------------------------------------
@@ -241,14 +325,80 @@ class Session:
             return self.broker.storage.save_session(self.client_id, self.meta_record())
         return None
 
-    def restore(self, messages: list[tuple[int, bytes]], inbound_qos2: list[int]) -> None:
-        for seq, record in messages:
-            out = Outgoing.from_record(seq, record)
+    def restore(self, queued: int, last_seq: int, inbound_qos2: list[int]) -> None:
+        """Take over a session from storage at start: its ``queued`` messages (up to seq ``last_seq``) stay
+        on disk until its client is back, and are read then (in-flight ones first, as they precede the rest)."""
+        self.backlog = queued
+        self._read_until = last_seq
+        self._next_seq = max(self._next_seq, last_seq + 1)
+        self.inbound_qos2.update(inbound_qos2)
+
+    def end_persistence(self) -> None:
+        """The stored session resumes without persistence (MQTT 5 session expiry 0): storage forgets it, once
+        its stored messages are read into memory (the connection still owes them to the client)."""
+        storage = self.broker.storage
+        if storage is None:
+            return
+        if self.backlog:
+            self._drop_stored = True
+            if self._reader is None:
+                self._read_page()
+        else:
+            storage.delete_session(self.client_id)
+
+    def _read_page(self) -> None:
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        storage = self.broker.storage
+        assert storage is not None
+        try:
+            rows = await storage.load_messages(self.client_id, self._read_after, PAGE_MESSAGES, PAGE_BYTES)
+        except Exception:
+            log.exception("cannot read the stored messages of session %s; retrying", self.client_id)
+            await asyncio.sleep(1.0)
+            self._reader = None
+            if not self.discarded:
+                self.pump()
+            return
+        self._reader = None
+        if self.discarded:
+            return
+        self._take_page(rows)
+        if self._drop_stored:
+            if self.backlog:
+                self._read_page()
+                return
+            self._drop_stored = False
+            if not self.persistent:
+                storage.delete_session(self.client_id)
+        self.pump()
+
+    def _take_page(self, rows: list[StoredMessage]) -> None:
+        """Rows in flight before the restart go back in flight (and are resent if the client is here); the
+        others queue up in ``_page`` before everything that arrived since."""
+        conn = self.connection
+        until = self._read_until
+        ended = not rows
+        self._last_page = len(rows)
+        for row in rows:
+            if row.seq > until:  # arrived after the restart: already in self.queue
+                ended = True
+                break
+            out = Outgoing.from_stored(row)
+            self._read_after = row.seq
+            self.backlog -= 1
             if out.state != QUEUED and out.packet_id and out.packet_id not in self.inflight:
                 self.inflight[out.packet_id] = out
+                if conn is not None:
+                    if out.state == RELEASED:
+                        conn.send_pubrel(out.packet_id)
+                    else:
+                        conn.send_publish(out.message, out.qos, out.retain, out.subscription_ids, out.packet_id,
+                                          True, None)
             else:
                 out.state = QUEUED
                 out.packet_id = 0
-                self.queue.append(out)
-            self._next_seq = max(self._next_seq, seq + 1)
-        self.inbound_qos2.update(inbound_qos2)
+                self._page.append(out)
+        if ended or self._read_after >= until or self.backlog <= 0:
+            self.backlog = 0

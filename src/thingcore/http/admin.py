@@ -159,7 +159,7 @@ def _client_info(session: Any) -> dict[str, Any]:
     info: dict[str, Any] = {
         "client_id": session.client_id, "connected": conn is not None, "persistent": session.persistent,
         "session_expiry_interval": session.expiry_interval, "subscriptions": len(session.subscriptions),
-        "inflight": len(session.inflight), "queued": len(session.queue),
+        "inflight": len(session.inflight), "queued": session.queued_count,
         "disconnected_at": session.disconnected_at,
     }
     if conn is not None:

@@ -49,7 +49,7 @@ class BrokerCollector:
             "subscriptions": ("Subscriptions in the router", snap["subscriptions"]),
             "retained_messages": ("Retained messages stored", snap["retained"]),
             "queued_messages": ("Messages queued or in flight for sessions",
-                                sum(len(s.queue) + len(s.inflight) for s in broker.sessions.values())),
+                                sum(s.queued_count + len(s.inflight) for s in broker.sessions.values())),
         }
         for name, (help_text, value) in gauges.items():
             yield GaugeMetricFamily("thingcore_" + name, help_text, value=value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Storage, StorageStats, StoredSession
+from .base import Storage, StorageStats, StoredMessage, StoredSession
 from .memory import MemoryStorage
 from .sqlite import SQLiteStorage
 
@@ -17,6 +17,7 @@ __all__ = [
     "SQLiteStorage",
     "Storage",
     "StorageStats",
+    "StoredMessage",
     "StoredSession",
     "create_storage",
 ]

@@ -10,19 +10,34 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 
 @dataclass(slots=True)
 class StoredSession:
-    """A persistent session as reloaded at start-up."""
+    """A persistent session as reloaded at start-up: its meta, not its messages (see ``load_messages``)."""
 
     client_id: str
     #: Opaque to storage: the broker's serialization of expiry interval, protocol, subscriptions...
     meta: bytes
-    #: ``(seq, record)`` in seq order: queued and in-flight outbound messages.
-    messages: list[tuple[int, bytes]] = field(default_factory=list)
+    #: How many outbound messages (queued or in flight) the session has stored.
+    queued: int = 0
+    #: The highest seq among them (0 when none), so new messages get later seqs.
+    last_seq: int = 0
     #: Packet ids of received QoS 2 publishes awaiting PUBREL (sorted).
     inbound_qos2: list[int] = field(default_factory=list)
+
+
+class StoredMessage(NamedTuple):
+    """One outbound message of a session as read back by ``load_messages``."""
+
+    seq: int
+    message_id: int
+    #: The message itself, shared by every session it is queued for (opaque: the broker's record).
+    body: bytes
+    #: This session's delivery state (opaque: QoS, packet id, ...); ``b""`` for rows migrated from schema 2,
+    #: whose body carries it.
+    delivery: bytes
 
 
 @dataclass(slots=True)
@@ -49,10 +64,17 @@ class Storage(ABC):
     Messages and inbound ids belong to a session by ``client_id``; :meth:`load_sessions` returns
     only clients that have session meta (saved with :meth:`save_session`), because the broker cannot
     rebuild a session without it.
+
+    Outbound messages are stored once however many sessions they are queued for: a body is stored once
+    under a message id (with the first :meth:`add_messages` that refers to it) and each session's row holds
+    only that id and its own delivery state. A body goes when no session row refers to it any more. Session
+    queues are read lazily, a page at a time (:meth:`load_messages`), so start-up does not read what is queued.
     """
 
     stats: StorageStats
     persistent: bool = True  #: False when nothing survives the process: callers may skip work meant for a restart
+    #: The message id of the latest body written, reset by every removal (see :meth:`recently_put`).
+    _last_put: int = 0
 
     @abstractmethod
     async def open(self) -> None:
@@ -68,7 +90,13 @@ class Storage(ABC):
 
     @abstractmethod
     async def load_sessions(self) -> list[StoredSession]:
-        """All sessions with their messages and inbound ids, after every write issued so far."""
+        """All sessions with their inbound ids and message counts, after every write issued so far."""
+
+    @abstractmethod
+    async def load_messages(self, client_id: str, after_seq: int, limit: int,
+                            max_bytes: int) -> list[StoredMessage]:
+        """A page of a session's messages in seq order, after every write issued so far: those after
+        ``after_seq``, at most ``limit``, ending with the one whose body brings the page to ``max_bytes``."""
 
     @abstractmethod
     def set_retained(self, topic: str, record: bytes | None) -> asyncio.Future[None]:
@@ -83,19 +111,42 @@ class Storage(ABC):
         """Delete the session meta, its messages and its inbound QoS 2 ids (clean start, expiry)."""
 
     @abstractmethod
-    def add_messages(self, client_id: str, items: list[tuple[int, bytes]]) -> asyncio.Future[None]:
-        """Store outbound messages ``(seq, record)``; an existing seq is overwritten."""
+    def next_message_id(self) -> int:
+        """A message id never used before by this storage, for :meth:`add_messages` (no I/O)."""
+
+    def recently_put(self, message_id: int) -> bool:
+        """True when ``message_id`` is the latest body given to :meth:`add_messages` and nothing was removed since:
+        it is stored or on its way, so the other sessions of one fan-out need not pass it again."""
+        return message_id == self._last_put
+
+    @property
+    @abstractmethod
+    def queued_bytes(self) -> int:
+        """Payload bytes of the message bodies stored (each counted once), including writes not yet committed."""
 
     @abstractmethod
-    def replace_message(self, client_id: str, seq: int, record: bytes) -> asyncio.Future[None]:
-        """Replace the record of a stored message (packet id assigned, PUBREC received...).
+    def add_messages(self, client_id: str, items: list[tuple[int, int, bytes]],
+                     body: tuple[int, bytes, int] | None = None) -> asyncio.Future[None]:
+        """Queue stored messages for a session: ``(seq, message_id, delivery)``; an existing seq is overwritten.
+
+        ``body``, ``(message_id, record, size)``, stores a message first, in the same transaction, unless one
+        is already stored under that id; ``size`` (its payload bytes) counts in :attr:`queued_bytes` while it
+        is stored. A body no row refers to any more is deleted (at the latest when the storage opens).
+        """
+
+    @abstractmethod
+    def replace_message(self, client_id: str, seq: int, delivery: bytes) -> asyncio.Future[None]:
+        """Replace the delivery state of a queued message (packet id assigned, PUBREC received...).
 
         A no-op if the message is not stored, so a late replace cannot resurrect a removed message.
         """
 
     @abstractmethod
-    def remove_messages(self, client_id: str, seqs: list[int]) -> asyncio.Future[None]:
-        """Remove messages by seq (acknowledged, expired or dropped); unknown seqs are ignored."""
+    def remove_messages(self, client_id: str, seqs: list[int],
+                        message_ids: list[int] | None = None) -> asyncio.Future[None]:
+        """Remove messages by seq (acknowledged, expired or dropped); unknown seqs are ignored. Bodies no
+        session refers to any more are deleted. ``message_ids``, the ids of those messages when the caller
+        knows them, spares the backend finding them."""
 
     @abstractmethod
     def add_inbound_qos2(self, client_id: str, packet_id: int) -> asyncio.Future[None]:

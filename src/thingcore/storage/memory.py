@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .base import Storage, StorageStats, StoredSession
+from .base import Storage, StorageStats, StoredMessage, StoredSession
 
 
 class MemoryStorage(Storage):
@@ -20,7 +20,11 @@ class MemoryStorage(Storage):
         self.stats = StorageStats()
         self._retained: dict[str, bytes] = {}
         self._sessions: dict[str, bytes] = {}
-        self._messages: dict[str, dict[int, bytes]] = {}
+        # client id -> seq -> (message id, delivery); message id -> [references, size, body]
+        self._messages: dict[str, dict[int, tuple[int, bytes]]] = {}
+        self._bodies: dict[int, list] = {}
+        self._next_id = 1
+        self._bytes = 0
         self._inbound: dict[str, set[int]] = {}
         self._documents: dict[str, dict[str, bytes]] = {}
         self._closed = False
@@ -35,15 +39,29 @@ class MemoryStorage(Storage):
         return list(self._retained.items())
 
     async def load_sessions(self) -> list[StoredSession]:
-        return [
-            StoredSession(
-                client_id,
-                meta,
-                sorted(self._messages.get(client_id, {}).items()),
-                sorted(self._inbound.get(client_id, ())),
-            )
-            for client_id, meta in self._sessions.items()
-        ]
+        sessions = []
+        for client_id, meta in self._sessions.items():
+            messages = self._messages.get(client_id, {})
+            sessions.append(StoredSession(client_id, meta, len(messages), max(messages, default=0),
+                                          sorted(self._inbound.get(client_id, ()))))
+        return sessions
+
+    async def load_messages(self, client_id: str, after_seq: int, limit: int,
+                            max_bytes: int) -> list[StoredMessage]:
+        messages = self._messages.get(client_id, {})
+        page: list[StoredMessage] = []
+        total = 0
+        for seq in sorted(s for s in messages if s > after_seq):
+            if len(page) >= limit or (page and total >= max_bytes):
+                break
+            message_id, delivery = messages[seq]
+            entry = self._bodies.get(message_id)
+            if entry is None:
+                continue
+            body = entry[2]
+            total += len(body)
+            page.append(StoredMessage(seq, message_id, body, delivery))
+        return page
 
     def _done(self) -> asyncio.Future[None]:
         # Checked here rather than silently accepted, so a write after shutdown shows up as the
@@ -73,32 +91,67 @@ class MemoryStorage(Storage):
 
     def delete_session(self, client_id: str) -> asyncio.Future[None]:
         fut = self._done()
+        self._last_put = 0
         self._sessions.pop(client_id, None)
-        self._messages.pop(client_id, None)
+        for message_id, _ in self._messages.pop(client_id, {}).values():
+            self._unref(message_id)
         self._inbound.pop(client_id, None)
         return fut
 
-    def add_messages(self, client_id: str, items: list[tuple[int, bytes]]) -> asyncio.Future[None]:
+    def next_message_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def _unref(self, message_id: int) -> None:
+        entry = self._bodies.get(message_id)
+        if entry is not None:
+            entry[0] -= 1
+            if entry[0] <= 0:
+                del self._bodies[message_id]
+                self._bytes -= entry[1]
+
+    def add_messages(self, client_id: str, items: list[tuple[int, int, bytes]],
+                     body: tuple[int, bytes, int] | None = None) -> asyncio.Future[None]:
         fut = self._done()
+        if body is not None:
+            message_id, record, size = body
+            self._last_put = message_id
+            if message_id not in self._bodies:
+                self._bodies[message_id] = [0, size, bytes(record)]
+                self._bytes += size
         if items:
             messages = self._messages.setdefault(client_id, {})
-            for seq, record in items:
-                messages[seq] = bytes(record)
+            for seq, message_id, delivery in items:
+                old = messages.get(seq)
+                entry = self._bodies.get(message_id)
+                if entry is not None:  # a row without its body is skipped by load_messages, as with SQLite
+                    entry[0] += 1
+                messages[seq] = (message_id, bytes(delivery))
+                if old is not None:
+                    self._unref(old[0])
         return fut
 
-    def replace_message(self, client_id: str, seq: int, record: bytes) -> asyncio.Future[None]:
+    def replace_message(self, client_id: str, seq: int, delivery: bytes) -> asyncio.Future[None]:
         fut = self._done()
         messages = self._messages.get(client_id)
         if messages is not None and seq in messages:
-            messages[seq] = bytes(record)
+            messages[seq] = (messages[seq][0], bytes(delivery))
         return fut
 
-    def remove_messages(self, client_id: str, seqs: list[int]) -> asyncio.Future[None]:
+    def remove_messages(self, client_id: str, seqs: list[int],
+                        message_ids: list[int] | None = None) -> asyncio.Future[None]:
         fut = self._done()
+        self._last_put = 0
         messages = self._messages.get(client_id)
         if messages is not None:
             for seq in seqs:
-                messages.pop(seq, None)
+                old = messages.pop(seq, None)
+                if old is not None:
+                    self._unref(old[0])
             if not messages:
                 del self._messages[client_id]
         return fut

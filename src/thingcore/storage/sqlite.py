@@ -18,12 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .base import Storage, StorageStats, StoredSession
+from .base import Storage, StorageStats, StoredMessage, StoredSession
 
 log = logging.getLogger(__name__)
 
 #: Stored in ``PRAGMA user_version``; bump it and add an entry to ``_MIGRATIONS`` to change the schema.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Upper bound on operations per transaction: bounds the time a batch holds its futures and the
 #: size of the WAL frame set written by one commit.
@@ -60,13 +60,42 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 """
 
+# Messages stored once: a body per message id, and per session only the message id and that session's delivery
+# state. Rows of schema 2 carried the whole message with the delivery state inside it: each becomes a message of
+# its own with an empty delivery (the broker reads the state from the body then), so no record is parsed here.
+_SCHEMA_V3 = """
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    size INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE session_queue (
+    client_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    delivery BLOB NOT NULL,
+    PRIMARY KEY (client_id, seq)
+) WITHOUT ROWID;
+INSERT INTO messages (id, size, body)
+    SELECT ROW_NUMBER() OVER (ORDER BY client_id, seq), length(record), record FROM session_messages;
+INSERT INTO session_queue (client_id, seq, message_id, delivery)
+    SELECT client_id, seq, ROW_NUMBER() OVER (ORDER BY client_id, seq), X'' FROM session_messages;
+DROP TABLE session_messages;
+ALTER TABLE session_queue RENAME TO session_messages;
+CREATE INDEX session_messages_by_message ON session_messages (message_id);
+"""
+
 #: ``from_version -> script`` that brings a database from that version to the next one.
-_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
+_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3}
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-# An operation: (apply(cursor, *args) or None for a marker, args, future or None).
-_Apply = Callable[..., None]
+# An operation: (apply(cursor, *args) or None for a marker, args, future or None). A message operation returns
+# what it did to the shared bodies: (bytes stored, ids of bodies that may have lost their last reference); the
+# writer deletes the unreferenced ones once per batch and counts the bytes when the transaction commits.
+_Effect = tuple[int, list[int]]
+_Apply = Callable[..., _Effect | None]
+_NO_EFFECT: _Effect = (0, [])
 _Op = tuple[_Apply | None, tuple[Any, ...], "asyncio.Future[Any] | None"]
 
 
@@ -92,41 +121,76 @@ def _op_save_session(cur: sqlite3.Cursor, client_id: str, meta: bytes) -> None:
     )
 
 
-def _op_delete_session(cur: sqlite3.Cursor, client_id: str) -> None:
+def _op_delete_session(cur: sqlite3.Cursor, client_id: str) -> _Effect:
     cur.execute("DELETE FROM sessions WHERE client_id = ?", (client_id,))
-    cur.execute("DELETE FROM session_messages WHERE client_id = ?", (client_id,))
+    ids = [row[0] for row in cur.execute(
+        "DELETE FROM session_messages WHERE client_id = ? RETURNING message_id", (client_id,)).fetchall()]
     cur.execute("DELETE FROM inbound_qos2 WHERE client_id = ?", (client_id,))
+    return 0, ids
 
 
-def _op_add_messages(cur: sqlite3.Cursor, client_id: str, items: list[tuple[int, bytes]]) -> None:
-    if len(items) == 1:
-        seq, record = items[0]
-        cur.execute(
-            "INSERT OR REPLACE INTO session_messages (client_id, seq, record) VALUES (?, ?, ?)",
-            (client_id, seq, record),
-        )
-    elif items:
-        cur.executemany(
-            "INSERT OR REPLACE INTO session_messages (client_id, seq, record) VALUES (?, ?, ?)",
-            [(client_id, seq, record) for seq, record in items],
-        )
+def _drop_unreferenced(cur: sqlite3.Cursor, message_ids: set[int]) -> int:
+    """Delete the bodies no session row refers to any more; returns the bytes freed."""
+    freed = 0
+    for message_id in message_ids:
+        row = cur.execute(
+            "DELETE FROM messages WHERE id = ? AND NOT EXISTS"
+            " (SELECT 1 FROM session_messages WHERE message_id = ?) RETURNING size",
+            (message_id, message_id),
+        ).fetchone()
+        if row is not None:
+            freed += row[0]
+    return freed
 
 
-def _op_replace_message(cur: sqlite3.Cursor, client_id: str, seq: int, record: bytes) -> None:
+def _op_add_messages(cur: sqlite3.Cursor, client_id: str, items: list[tuple[int, int, bytes]],
+                     body: tuple[int, bytes, int] | None) -> _Effect:
+    stored = 0
+    if body is not None:
+        cur.execute("INSERT OR IGNORE INTO messages (id, body, size) VALUES (?, ?, ?)", body)
+        if cur.rowcount == 1:
+            stored = body[2]
+    replaced: list[int] = []
+    for seq, message_id, delivery in items:
+        try:
+            cur.execute(
+                "INSERT INTO session_messages (client_id, seq, message_id, delivery) VALUES (?, ?, ?, ?)",
+                (client_id, seq, message_id, delivery),
+            )
+        except sqlite3.IntegrityError:  # the seq is taken (never by the broker): overwrite, free the old body
+            row = cur.execute(
+                "SELECT message_id FROM session_messages WHERE client_id = ? AND seq = ?", (client_id, seq)
+            ).fetchone()
+            cur.execute(
+                "UPDATE session_messages SET message_id = ?, delivery = ? WHERE client_id = ? AND seq = ?",
+                (message_id, delivery, client_id, seq),
+            )
+            if row is not None and row[0] != message_id:
+                replaced.append(row[0])
+    return stored, replaced
+
+
+def _op_replace_message(cur: sqlite3.Cursor, client_id: str, seq: int, delivery: bytes) -> None:
     cur.execute(
-        "UPDATE session_messages SET record = ? WHERE client_id = ? AND seq = ?",
-        (record, client_id, seq),
+        "UPDATE session_messages SET delivery = ? WHERE client_id = ? AND seq = ?",
+        (delivery, client_id, seq),
     )
 
 
-def _op_remove_messages(cur: sqlite3.Cursor, client_id: str, seqs: list[int]) -> None:
-    if len(seqs) == 1:
-        cur.execute("DELETE FROM session_messages WHERE client_id = ? AND seq = ?", (client_id, seqs[0]))
-    elif seqs:
-        cur.executemany(
-            "DELETE FROM session_messages WHERE client_id = ? AND seq = ?",
-            [(client_id, seq) for seq in seqs],
-        )
+def _op_remove_messages(cur: sqlite3.Cursor, client_id: str, seqs: list[int],
+                        message_ids: list[int] | None) -> _Effect:
+    if message_ids is not None:  # the caller knows which bodies may be left without rows
+        cur.executemany("DELETE FROM session_messages WHERE client_id = ? AND seq = ?",
+                        [(client_id, seq) for seq in seqs])
+        return 0, message_ids
+    ids: list[int] = []
+    for seq in seqs:
+        row = cur.execute(
+            "DELETE FROM session_messages WHERE client_id = ? AND seq = ? RETURNING message_id", (client_id, seq)
+        ).fetchone()
+        if row is not None:
+            ids.append(row[0])
+    return 0, ids
 
 
 def _op_add_inbound_qos2(cur: sqlite3.Cursor, client_id: str, packet_id: int) -> None:
@@ -205,6 +269,12 @@ class SQLiteStorage(Storage):
         self._thread: threading.Thread | None = None
         self._closing: asyncio.Future[None] | None = None
         self._accepting = False
+        self._next_id = 1  # set from the database at open
+        # Payload bytes of bodies: committed, and passed to add_messages (event loop) / done with (writer thread)
+        # so that those on their way count too. Each is written by one thread only.
+        self._stored_bytes = 0
+        self._bytes_submitted = 0
+        self._bytes_done = 0
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -312,21 +382,16 @@ class SQLiteStorage(Storage):
     @staticmethod
     def _read_sessions(conn: sqlite3.Connection) -> list[StoredSession]:
         sessions = {
-            client_id: StoredSession(client_id, meta, [], [])
+            client_id: StoredSession(client_id, meta)
             for client_id, meta in conn.execute("SELECT client_id, meta FROM sessions")
         }
-        # Ordered by primary key: one index scan, and messages come out in seq order.
-        current_id: str | None = None
-        current: list[tuple[int, bytes]] | None = None
-        for client_id, seq, record in conn.execute(
-            "SELECT client_id, seq, record FROM session_messages ORDER BY client_id, seq"
+        # Counts only: the messages themselves are read a page at a time when their client is back.
+        for client_id, count, last_seq in conn.execute(
+            "SELECT client_id, COUNT(*), MAX(seq) FROM session_messages GROUP BY client_id"
         ):
-            if client_id != current_id:
-                current_id = client_id
-                session = sessions.get(client_id)
-                current = session.messages if session is not None else None
-            if current is not None:
-                current.append((seq, record))
+            session = sessions.get(client_id)
+            if session is not None:
+                session.queued, session.last_seq = count, last_seq
         for client_id, packet_id in conn.execute(
             "SELECT client_id, packet_id FROM inbound_qos2 ORDER BY client_id, packet_id"
         ):
@@ -334,6 +399,27 @@ class SQLiteStorage(Storage):
             if session is not None:
                 session.inbound_qos2.append(packet_id)
         return list(sessions.values())
+
+    async def load_messages(self, client_id: str, after_seq: int, limit: int,
+                            max_bytes: int) -> list[StoredMessage]:
+        await self.flush()
+
+        def read(conn: sqlite3.Connection) -> list[StoredMessage]:
+            page: list[StoredMessage] = []
+            total = 0
+            for row in conn.execute(
+                "SELECT q.seq, q.message_id, m.body, q.delivery FROM session_messages q"
+                " JOIN messages m ON m.id = q.message_id WHERE q.client_id = ? AND q.seq > ?"
+                " ORDER BY q.seq LIMIT ?",
+                (client_id, after_seq, limit),
+            ):
+                page.append(StoredMessage(*row))
+                total += len(row[2])
+                if total >= max_bytes:
+                    break
+            return page
+
+        return await asyncio.to_thread(self._read, read)
 
     # --- writes (event loop side) --------------------------------------------------------------
 
@@ -351,17 +437,34 @@ class SQLiteStorage(Storage):
         return self._submit(_op_save_session, (client_id, meta))
 
     def delete_session(self, client_id: str) -> asyncio.Future[None]:
+        self._last_put = 0
         return self._submit(_op_delete_session, (client_id,))
 
-    def add_messages(self, client_id: str, items: list[tuple[int, bytes]]) -> asyncio.Future[None]:
+    def next_message_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._stored_bytes + self._bytes_submitted - self._bytes_done
+
+    def add_messages(self, client_id: str, items: list[tuple[int, int, bytes]],
+                     body: tuple[int, bytes, int] | None = None) -> asyncio.Future[None]:
         # Copied: the caller may reuse or mutate its list before the writer gets to it.
-        return self._submit(_op_add_messages, (client_id, list(items)))
+        fut = self._submit(_op_add_messages, (client_id, list(items), body))
+        if body is not None:
+            self._last_put = body[0]
+            self._bytes_submitted += body[2]
+        return fut
 
-    def replace_message(self, client_id: str, seq: int, record: bytes) -> asyncio.Future[None]:
-        return self._submit(_op_replace_message, (client_id, seq, record))
+    def replace_message(self, client_id: str, seq: int, delivery: bytes) -> asyncio.Future[None]:
+        return self._submit(_op_replace_message, (client_id, seq, delivery))
 
-    def remove_messages(self, client_id: str, seqs: list[int]) -> asyncio.Future[None]:
-        return self._submit(_op_remove_messages, (client_id, list(seqs)))
+    def remove_messages(self, client_id: str, seqs: list[int],
+                        message_ids: list[int] | None = None) -> asyncio.Future[None]:
+        self._last_put = 0
+        ids = list(message_ids) if message_ids is not None else None
+        return self._submit(_op_remove_messages, (client_id, list(seqs), ids))
 
     def add_inbound_qos2(self, client_id: str, packet_id: int) -> asyncio.Future[None]:
         return self._submit(_op_add_inbound_qos2, (client_id, packet_id))
@@ -392,6 +495,7 @@ class SQLiteStorage(Storage):
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=5000")
             self._migrate(conn)
+            self._open_messages(conn)
         except BaseException:
             conn.close()
             raise
@@ -413,6 +517,21 @@ class SQLiteStorage(Storage):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+    def _open_messages(self, conn: sqlite3.Connection) -> None:
+        """Delete bodies left without a session row (a crash between a put and its rows), then read the id
+        counter and the stored bytes."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM messages WHERE NOT EXISTS"
+                         " (SELECT 1 FROM session_messages WHERE message_id = messages.id)")
+            last_id, stored = conn.execute("SELECT COALESCE(MAX(id), 0), COALESCE(SUM(size), 0) FROM messages"
+                                           ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._next_id, self._stored_bytes = last_id + 1, stored
 
     def _writer(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
         try:
@@ -450,11 +569,18 @@ class SQLiteStorage(Storage):
             if writes:
                 try:
                     try:
+                        stored, orphans = 0, set()
                         cur.execute("BEGIN")
                         for apply, args, _ in batch:
                             if apply is not None:
-                                apply(cur, *args)
+                                effect = apply(cur, *args)
+                                if effect is not None:
+                                    stored += effect[0]
+                                    orphans.update(effect[1])
+                        if orphans:
+                            stored -= _drop_unreferenced(cur, orphans)
                         cur.execute("COMMIT")
+                        self._stored_bytes += stored
                         stats.commits += 1
                         stats.max_batch = max(stats.max_batch, writes)
                     except Exception as exc:
@@ -466,6 +592,8 @@ class SQLiteStorage(Storage):
                     errors = [exc] * len(futures)
                     stats.failures += writes
                 stats.operations += writes
+                # bodies passed to add_messages are now stored (counted above) or failed: no longer on their way
+                self._bytes_done += sum(op[1][2][2] for op in batch if op[0] is _op_add_messages and op[1][2])
             try:
                 loop.call_soon_threadsafe(_resolve, futures, errors)
             except RuntimeError:  # the event loop is closed: nobody is waiting any more
@@ -488,8 +616,11 @@ class SQLiteStorage(Storage):
             if apply is not None:
                 try:
                     cur.execute("BEGIN")
-                    apply(cur, *args)
+                    stored, orphans = apply(cur, *args) or _NO_EFFECT
+                    if orphans:
+                        stored -= _drop_unreferenced(cur, set(orphans))
                     cur.execute("COMMIT")
+                    self._stored_bytes += stored
                     self.stats.commits += 1
                     self.stats.max_batch = max(self.stats.max_batch, 1)
                 except Exception as op_exc:
