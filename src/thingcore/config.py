@@ -77,10 +77,14 @@ class LimitSettings(_Section):
         description="Bytes buffered for a slow reader; past a quarter of it QoS 0 messages to it are dropped",
     )
     slow_consumer_timeout: float = Field(
-        10.0, gt=0, description="Seconds a client may leave its output buffer full before it is disconnected"
+        10.0, gt=0,
+        description="Seconds a client may leave its output buffer full, or acknowledge no QoS 1/2 message while "
+        "its receive window is full or messages wait for it, before it is disconnected (0x97, THROTTLED)",
     )
     backpressure_timeout: float = Field(
-        2.0, gt=0, description="Longest pause of a QoS 1/2 publisher while a subscriber's queue drains"
+        2.0, gt=0,
+        description="Longest pause of a QoS 1/2 publisher while a subscriber's queue drains; a subscriber that "
+        "acknowledges nothing for this long, or does not drain within it, no longer pauses publishers",
     )
     max_connections: int = Field(0, ge=0, description="Connection limit (0: unlimited)")
     max_client_id_length: int = Field(65535, ge=1, le=65535)

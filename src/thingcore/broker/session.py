@@ -19,6 +19,7 @@ import orjson
 from thingcore.auth import Action, Identity
 from thingcore.broker.message import Message
 from thingcore.broker.router import Entry
+from thingcore.broker.stall import StallWatch
 
 if TYPE_CHECKING:
     from thingcore.broker.connection import Connection
@@ -76,6 +77,7 @@ class Session:
         self._next_seq = 1
         self.discarded = False
         self.waiting_publishers: set[Connection] = set()
+        self.stall_watch: StallWatch | None = None  # only while the client holds a backlog (broker/stall.py)
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id!r} persistent={self.persistent}>"
@@ -142,11 +144,13 @@ class Session:
             self.inflight[out.packet_id] = out
             conn.send_publish(msg, qos, retain, sids, out.packet_id, False, cache)
         else:
+            if conn is not None and self.stall_watch is None:
+                self.stall_watch = StallWatch(self, conn)
             if len(self.queue) >= broker.max_queued:
                 broker.stats.dropped += 1
                 return None
             self.queue.append(out)
-            if conn is not None and len(self.queue) >= broker.backpressure_high:
+            if conn is not None and len(self.queue) >= broker.backpressure_high and not self.stuck:
                 broker.congested.append(self)
         if self.persistent and broker.storage is not None:
             return broker.storage.add_messages(self.client_id, [(out.seq, out.to_record())])
@@ -185,10 +189,32 @@ class Session:
                 storage.replace_message(self.client_id, out.seq, out.to_record())
         if self.waiting_publishers and len(queue) <= self.broker.backpressure_low:
             self.release_publishers()
+        if queue and self.stall_watch is None:  # resumed with a backlog
+            self.stall_watch = StallWatch(self, conn)
 
     def release_publishers(self) -> None:
         for publisher in list(self.waiting_publishers):
             publisher.release()
+
+    # -- stuck subscribers (broker/stall.py) -----------------------------------------------------
+
+    @property
+    def stuck(self) -> bool:
+        """Known not to acknowledge: publishers are not paused for it."""
+        watch = self.stall_watch
+        return watch is not None and watch.stuck
+
+    def has_backlog(self, conn: Connection) -> bool:
+        return bool(self.queue) or len(self.inflight) >= conn.send_quota
+
+    def waited_too_long(self) -> None:
+        """A publisher waited backpressure_timeout for this session's queue to drain, in vain: it is stuck."""
+        conn = self.connection
+        if conn is None or len(self.queue) <= self.broker.backpressure_low:
+            return
+        if self.stall_watch is None:
+            self.stall_watch = StallWatch(self, conn)
+        self.stall_watch.mark_stuck("its queue did not drain while a publisher waited")
 
     def resend_inflight(self) -> None:
         """After a reconnect: every unacknowledged PUBLISH again with DUP set, PUBRELs again, in order."""
@@ -212,6 +238,8 @@ class Session:
         if self.persistent and self.broker.storage is not None:
             self.broker.storage.remove_messages(self.client_id, [out.seq])
         self.pump()
+        if self.stall_watch is not None:
+            self.stall_watch.acked()
         return True
 
     def received(self, packet_id: int) -> bool:
@@ -222,6 +250,8 @@ class Session:
         out.state = RELEASED
         if self.persistent and self.broker.storage is not None:
             self.broker.storage.replace_message(self.client_id, out.seq, out.to_record())
+        if self.stall_watch is not None:
+            self.stall_watch.acked()
         return True
 
     # -- persistence -----------------------------------------------------------------------------
