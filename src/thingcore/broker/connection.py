@@ -675,6 +675,7 @@ class Connection(asyncio.Protocol):
                 return verdict
         if broker.max_subscriptions and topic_filter not in self.session.subscriptions \
                 and len(self.session.subscriptions) >= broker.max_subscriptions:
+            broker.subscription_refused(self, topic_filter)
             return 0x80 if not self.v5 else ReasonCode.QUOTA_EXCEEDED
         qos = min(s.qos, broker.max_qos)
         entry = Entry(qos, s.no_local, s.retain_as_published, s.retain_handling, sub_id)
