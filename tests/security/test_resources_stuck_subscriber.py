@@ -180,6 +180,71 @@ def test_stuck_qos1_subscriber_does_not_slow_the_others_and_is_disconnected(serv
         pair.close()
 
 
+class Trickle:
+    """A QoS 1 subscriber that reads everything but acknowledges one message every `interval` seconds."""
+
+    def __init__(self, server: ThingcoreProcess, topic: str, interval: float = 0.1) -> None:
+        self.raw = stuck_subscriber(server, uid("trickle"), topic)
+        self.interval = interval
+        self.acked = 0
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pending: list[int] = []
+        last = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                p = self.raw.recv(0.02)
+                if isinstance(p, Publish):
+                    pending.append(p.packet_id)
+            except TimeoutError:
+                pass
+            except Exception:
+                self.lost = True
+                return
+            if pending and time.monotonic() - last >= self.interval:
+                self.raw.send(Puback(pending.pop(0)))
+                self.acked += 1
+                last = time.monotonic()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.raw.close()
+
+
+def test_a_slow_subscriber_that_never_catches_up_does_not_slow_the_others(server: ThingcoreProcess) -> None:
+    """Acknowledging a message now and then is progress, but a subscriber whose queue does not drain while a
+    publisher waits backpressure_timeout for it is not waited for again: it loses what overflows its queue
+    (counted), not the others their rate. It stays connected."""
+    topic = f"resources/trickle/{uid()}"
+    pair = GoodPair(server.mqtt_port, topic)
+    trickle: Trickle | None = None
+    try:
+        pair.start()
+        time.sleep(3.0)
+        joined = time.monotonic()
+        trickle = Trickle(server, topic)
+        time.sleep(SLOW_CONSUMER_TIMEOUT + 1)
+        end = time.monotonic()
+        pair.stop()
+        quiet = pair.rate(joined - 2.5, joined)
+        disturbed = pair.rate(joined, end)
+        assert quiet > 50, f"the good pair did not run ({quiet:.0f} msg/s)"
+        assert disturbed >= 0.8 * quiet, (
+            f"the good pair fell from {quiet:.0f} to {disturbed:.0f} msg/s next to a subscriber acking 10 msg/s")
+        got = pair.wait_all_received()
+        assert pair.acked <= got, f"{len(pair.acked - got)} acknowledged messages never reached the good subscriber"
+        assert trickle.acked >= 20 and not trickle.lost, "the slow but live subscriber was disconnected"
+    finally:
+        if trickle is not None:
+            trickle.close()
+        pair.close()
+
+
 def test_a_stuck_persistent_session_keeps_what_it_was_owed(server: ThingcoreProcess) -> None:
     """Disconnected, it keeps its 100 in-flight messages and a full queue (max_queued_messages); the rest
     is dropped and counted. The publisher and the other subscriber lose nothing."""

@@ -221,6 +221,8 @@ class Session:
         conn = self.connection
         if conn is None:
             return
+        if self.stall_watch is not None:  # a new connection is judged afresh (pump starts a watch if needed)
+            self.stall_watch.stop()
         for out in list(self.inflight.values()):
             if out.state == RELEASED:
                 conn.send_pubrel(out.packet_id)
