@@ -88,12 +88,36 @@ class LimitSettings(_Section):
         description="Bytes buffered for a slow reader; past a quarter of it QoS 0 messages to it are dropped",
     )
     slow_consumer_timeout: float = Field(
-        10.0, gt=0, description="Seconds a client may leave its output buffer full before it is disconnected"
+        10.0, gt=0,
+        description="Seconds a client may leave its output buffer full, or acknowledge no QoS 1/2 message while "
+        "its receive window is full or messages wait for it, before it is disconnected (0x97, THROTTLED)",
     )
     backpressure_timeout: float = Field(
-        2.0, gt=0, description="Longest pause of a QoS 1/2 publisher while a subscriber's queue drains"
+        2.0, gt=0,
+        description="Longest pause of a QoS 1/2 publisher while a subscriber's queue drains; a subscriber that "
+        "acknowledges nothing for this long, or does not drain within it, no longer pauses publishers",
     )
     max_connections: int = Field(0, ge=0, description="Connection limit (0: unlimited)")
+    max_sessions: int = Field(
+        100_000, ge=0,
+        description="Sessions, connected or persistent and offline (0: unlimited); past it a CONNECT that would "
+        "start a new session is refused with CONNACK 0x97 (v5) / 0x03 (3.1.1)",
+    )
+    max_subscriptions: int | None = Field(
+        None, ge=0,
+        description="Subscriptions per client (0: unlimited; default 1000, 50 in the aws profile); past it "
+        "SUBACK 0x97 (v5) / 0x80 (3.1.1) for each filter beyond",
+    )
+    max_retained_messages: int = Field(
+        100_000, ge=0,
+        description="Retained topics (0: unlimited); past it a retained publish to a new topic is refused "
+        "(PUBACK 0x97, HTTP 429); replacing or deleting a retained message always works",
+    )
+    max_retained_bytes: int = Field(
+        256 * 1024 * 1024, ge=0,
+        description="Total payload bytes of retained messages (0: unlimited); a retained publish that would "
+        "grow the total past it is refused like one past max_retained_messages",
+    )
     max_client_id_length: int = Field(65535, ge=1, le=65535)
 
 

@@ -13,6 +13,8 @@ Stages (only those that can refuse anything under the settings are run):
 2. ``limits``: the ``aws`` profile's limits (payload 128 KB, topic length and depth, ``$`` topics).
 3. ``permission``: ``authorize(identity, PUBLISH, topic)``; a Basic Ingest topic
    (``$aws/rules/<rule>/<topic>``) must be allowed both as itself and as the topic it stands for.
+4. ``retained_quota``: a retained message must fit the retained store's bounds (0x97 Quota exceeded).
+   A capacity, not a permission: a will is judged by it when it is due, not at CONNECT.
 
 In-process services that publish their own answers (shadow responses, lifecycle events) pass no
 identity: they are the broker's own voice, not a way in.
@@ -99,14 +101,17 @@ class Admission:
             stages.append(self.permission)
         self.stages: tuple[Stage, ...] = tuple(stages)
 
-    def admit(self, msg: Message, origin: Identity) -> None:
-        """Run every stage; raises :class:`PublishRefused` (logged, counted) at the first that refuses."""
+    def admit(self, msg: Message, origin: Identity, *, in_advance: bool = False) -> None:
+        """Run every stage; raises :class:`PublishRefused` (logged, counted) at the first that refuses.
+        ``in_advance``: a message published later (a will at CONNECT), judged without the capacity stage."""
         try:
             topic = msg.topic
             if not topic or "+" in topic or "#" in topic or "\x00" in topic or len(topic) > _CHEAP_TOPIC_LEN:
                 self.topic(msg, origin)  # the full check: refuses, saying why, or passes a long valid name
             for stage in self.stages:
                 stage(msg, origin)
+            if msg.retain and not in_advance:
+                self.retained_quota(msg, origin)
         except PublishRefused as refusal:
             self.broker.stats.publishes_refused += 1
             self.log("refused a publish to %r from %s (%s): %s [0x%02X]", msg.topic[:200], who(origin),
@@ -137,6 +142,15 @@ class Admission:
                 verdict = authorize(origin, Action.PUBLISH, inner)
         if verdict:
             raise PublishRefused(verdict, "not authorized to publish")
+
+    def retained_quota(self, msg: Message, _origin: Identity) -> None:
+        """Only for retained messages (called from admit() past the other stages, not a call per publish)."""
+        if msg.topic.startswith(INGEST_PREFIX):  # Basic Ingest retains nothing
+            return
+        why = self.broker.retained.refusal(msg)
+        if why is not None:
+            self.broker.stats.retained_refused += 1
+            raise PublishRefused(ReasonCode.QUOTA_EXCEEDED, why)
 
 
 _LIMIT_TEXT = {

@@ -56,6 +56,7 @@ log = logging.getLogger("thingcore.broker")
 _NEW, _CONNECTING, _CONNECTED, _CLOSING = range(4)
 _PID = [i.to_bytes(2, "big") for i in range(65536)]
 _WRITE_CHUNK = 256 * 1024
+_CLOSE_GRACE = 1.0  # seconds a disconnected slow consumer has to take its DISCONNECT before the socket is reset
 
 
 class Connection(asyncio.Protocol):
@@ -216,11 +217,23 @@ class Connection(asyncio.Protocol):
             broker = self.broker
             stuck = self._loop.time() - self._congested_since > broker.slow_consumer_timeout
             if stuck or self.transport.get_write_buffer_size() > broker.max_output_buffer:
-                broker.stats.slow_consumers += 1
-                log.warning("client %s is not reading its messages (%d bytes waiting); disconnecting",
-                            self.client_id, self.transport.get_write_buffer_size())
-                self.disconnect_reason = "THROTTLED"
-                self.close(ReasonCode.QUOTA_EXCEEDED, "output buffer full: client is not reading", abort=True)
+                self.drop_slow_consumer(f"{self.transport.get_write_buffer_size()} bytes waiting", abort=True)
+
+    def drop_slow_consumer(self, detail: str, *, abort: bool = False) -> None:
+        """Disconnect a client that stopped reading (its output buffer stays full) or acknowledging (its
+        receive window stays full, broker/stall.py): 0x97, lifecycle reason THROTTLED, counted, logged."""
+        if self.state == _CLOSING or self.transport is None:
+            return
+        self.broker.stats.slow_consumers += 1
+        log.warning("client %s is not reading its messages (%s); disconnecting", self.client_id, detail)
+        self.disconnect_reason = "THROTTLED"
+        self.close(ReasonCode.QUOTA_EXCEEDED, "client is not reading its messages", abort=abort)
+        if not abort:  # the DISCONNECT goes out if the socket takes it; a reset otherwise
+            self._loop.call_later(_CLOSE_GRACE, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if self in self.broker.connections and self.transport is not None:
+            self.transport.abort()
 
     def send_publish(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...], pid: int,
                      dup: bool, cache: dict | None) -> None:
@@ -532,7 +545,14 @@ class Connection(asyncio.Protocol):
                 self._paused_by.add(session)
         if self._paused_by and self._backpressure_timer is None:
             self.transport.pause_reading()
-            self._backpressure_timer = self._loop.call_later(self.broker.backpressure_timeout, self.release)
+            self._backpressure_timer = self._loop.call_later(self.broker.backpressure_timeout,
+                                                             self._backpressure_expired)
+
+    def _backpressure_expired(self) -> None:
+        """We waited backpressure_timeout: subscribers that did not drain in that time are not waited for again."""
+        for session in list(self._paused_by):
+            session.waited_too_long()
+        self.release()
 
     def release(self) -> None:
         """End back-pressure: the subscriber drained, went away, or we waited long enough."""
@@ -655,6 +675,7 @@ class Connection(asyncio.Protocol):
                 return verdict
         if broker.max_subscriptions and topic_filter not in self.session.subscriptions \
                 and len(self.session.subscriptions) >= broker.max_subscriptions:
+            broker.subscription_refused(self, topic_filter)
             return 0x80 if not self.v5 else ReasonCode.QUOTA_EXCEEDED
         qos = min(s.qos, broker.max_qos)
         entry = Entry(qos, s.no_local, s.retain_as_published, s.retain_handling, sub_id)

@@ -50,6 +50,9 @@ class Stats:
     publishes_refused: int = 0
     slow_consumers: int = 0
     wills_published: int = 0
+    retained_refused: int = 0
+    subscriptions_refused: int = 0
+    sessions_refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -124,7 +127,9 @@ class Broker:
         self.max_client_id = limits.max_client_id_length
         self.max_qos = 1 if self.aws_profile else 2
         self.subscription_identifiers = not self.aws_profile
-        self.max_subscriptions = 50 if self.aws_profile else 0
+        self.max_subscriptions = limits.max_subscriptions if limits.max_subscriptions is not None \
+            else 50 if self.aws_profile else 1000
+        self.max_sessions = limits.max_sessions
         if self.aws_profile:
             self.topic_alias_maximum = min(self.topic_alias_maximum, 8)
             self.max_client_id = min(self.max_client_id, 128)
@@ -144,7 +149,7 @@ class Broker:
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
         self.router = Router()
-        self.retained = RetainedStore()
+        self.retained = RetainedStore(limits.max_retained_messages, limits.max_retained_bytes)
         self.stats = Stats()
         self.hooks: list[EventHook] = []
         # Basic Ingest: the rules engine takes every message on $aws/rules/... before routing (no subscriber
@@ -226,6 +231,8 @@ class Broker:
                 and client_id not in self.sessions:
             return ReasonCode.QUOTA_EXCEEDED if packet.protocol_level == MQTT_5 else ReasonCode.SERVER_UNAVAILABLE, \
                 "connection limit reached"
+        if self.max_sessions and client_id not in self.sessions and len(self.sessions) >= self.max_sessions:
+            return self._sessions_full(packet)
         will = packet.will
         if will is not None:  # its topic and permission are the gate's, once the client is known (admit_will)
             if will.qos > self.max_qos:
@@ -240,7 +247,7 @@ class Broker:
     def admit_will(self, will: Message, identity: Identity) -> tuple[int, str]:
         """A will is a publish the client makes in advance: the gate judges it at CONNECT (and again when due)."""
         try:
-            self.admission.admit(will, identity)
+            self.admission.admit(will, identity, in_advance=True)
         except PublishRefused as refusal:
             return refusal.reason_code, f"will refused: {refusal.message}"
         return 0, ""
@@ -254,6 +261,18 @@ class Broker:
         self.admission.log("refused CONNECT of %s as client id %r: the session belongs to another principal",
                            who(identity), client_id)
         return ReasonCode.NOT_AUTHORIZED, "this client id belongs to another principal"
+
+    def _sessions_full(self, packet: Connect) -> tuple[int, str]:
+        """A CONNECT that would start a session past max_sessions (connected and offline ones count)."""
+        self.stats.sessions_refused += 1
+        reason = ReasonCode.QUOTA_EXCEEDED if packet.protocol_level == MQTT_5 else ReasonCode.SERVER_UNAVAILABLE
+        return reason, f"session limit reached ({self.max_sessions} sessions)"
+
+    def subscription_refused(self, conn: Connection, topic_filter: str) -> None:
+        """A SUBSCRIBE filter past max_subscriptions: counted and logged (the SUBACK carries 0x97 / 0x80)."""
+        self.stats.subscriptions_refused += 1
+        self.admission.log("refused a subscription to %r from %s: %d subscriptions is the limit per client",
+                           topic_filter[:200], conn.client_id, self.max_subscriptions)
 
     def connected_count(self) -> int:
         return sum(1 for s in self.sessions.values() if s.connection is not None)
@@ -585,4 +604,5 @@ class Broker:
             "sessions": len(self.sessions),
             "subscriptions": self.router.count,
             "retained": len(self.retained),
+            "retained_bytes": self.retained.payload_bytes,
         }

@@ -1,4 +1,9 @@
-"""Retained messages: one per topic, found for a subscription filter by walking a topic tree."""
+"""Retained messages: one per topic, found for a subscription filter by walking a topic tree.
+
+The store is bounded in topics and in total payload bytes. A retained publish that would pass a bound
+is refused by the broker's gate (``refusal``) before anything is stored or routed; deleting a retained
+message, or replacing one without growing the total, always works.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +23,32 @@ class _Node:
 class RetainedStore:
     """In-memory index of retained messages; persistence is the broker's job (storage layer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_messages: int = 0, max_bytes: int = 0) -> None:
         self._root = _Node()
         self._count = 0
+        self.payload_bytes = 0
+        self.max_messages = max_messages  # 0: unbounded
+        self.max_bytes = max_bytes  # 0: unbounded
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def bounded(self) -> bool:
+        return bool(self.max_messages or self.max_bytes)
+
+    def refusal(self, message: Message) -> str | None:
+        """Why storing this retained message would pass a bound, or None when it fits (a delete always fits)."""
+        size = len(message.payload)
+        if not size or not (self.max_messages or self.max_bytes):
+            return None
+        old = self.get(message.topic)
+        if old is None and self.max_messages and self._count >= self.max_messages:
+            return f"retained message limit reached ({self.max_messages} topics)"
+        grow = size - (len(old.payload) if old is not None else 0)
+        if self.max_bytes and grow > 0 and self.payload_bytes + grow > self.max_bytes:
+            return f"retained payload limit reached ({self.max_bytes} bytes)"
+        return None
 
     def get(self, topic: str) -> Message | None:
         node = self._root
@@ -42,6 +67,9 @@ class RetainedStore:
             node = nxt
         if node.message is None:
             self._count += 1
+        else:
+            self.payload_bytes -= len(node.message.payload)
+        self.payload_bytes += len(message.payload)
         node.message = message
 
     def delete(self, topic: str) -> bool:
@@ -55,6 +83,7 @@ class RetainedStore:
             node = nxt
         if node.message is None:
             return False
+        self.payload_bytes -= len(node.message.payload)
         node.message = None
         self._count -= 1
         for parent, level in reversed(path):

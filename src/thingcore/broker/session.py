@@ -24,6 +24,7 @@ import orjson
 from thingcore.auth import Action, Identity
 from thingcore.broker.message import Message
 from thingcore.broker.router import Entry
+from thingcore.broker.stall import StallWatch
 
 if TYPE_CHECKING:
     from thingcore.broker.connection import Connection
@@ -122,6 +123,7 @@ class Session:
         self._last_page = 0
         self._reader: asyncio.Task | None = None
         self._drop_stored = False  # forget the stored session once it is read (it stopped being persistent)
+        self.stall_watch: StallWatch | None = None  # only while the client holds a backlog (broker/stall.py)
 
     def __repr__(self) -> str:
         return f"<Session {self.client_id!r} persistent={self.persistent}>"
@@ -197,11 +199,13 @@ class Session:
             self.inflight[out.packet_id] = out
             conn.send_publish(msg, qos, retain, sids, out.packet_id, False, cache)
         else:
+            if conn is not None and self.stall_watch is None:
+                self.stall_watch = StallWatch(self, conn)
             if len(self.queue) + self.backlog + len(self._page) >= broker.max_queued:
                 broker.stats.dropped += 1
                 return None
             self.queue.append(out)
-            if conn is not None and len(self.queue) >= broker.backpressure_high:
+            if conn is not None and len(self.queue) >= broker.backpressure_high and not self.stuck:
                 broker.congested.append(self)
         if storage is not None:
             return self._store(storage, out)
@@ -245,11 +249,12 @@ class Session:
             self._send_from(self._page, conn)
             if self.backlog and self._reader is None and len(self._page) <= self._last_page // 4:
                 self._read_page()
-            if self.backlog or self._page:
-                return
-        self._send_from(self.queue, conn)
-        if self.waiting_publishers and len(self.queue) <= self.broker.backpressure_low:
-            self.release_publishers()
+        if not (self.backlog or self._page):
+            self._send_from(self.queue, conn)
+            if self.waiting_publishers and len(self.queue) <= self.broker.backpressure_low:
+                self.release_publishers()
+        if self.stall_watch is None and self.has_backlog(conn):  # e.g. resumed with messages waiting
+            self.stall_watch = StallWatch(self, conn)
 
     def _send_from(self, queue: deque[Outgoing], conn: Connection) -> None:
         storage = self.broker.storage if self.persistent else None
@@ -274,11 +279,33 @@ class Session:
         for publisher in list(self.waiting_publishers):
             publisher.release()
 
+    # -- stuck subscribers (broker/stall.py) -----------------------------------------------------
+
+    @property
+    def stuck(self) -> bool:
+        """Known not to acknowledge: publishers are not paused for it."""
+        watch = self.stall_watch
+        return watch is not None and watch.stuck
+
+    def has_backlog(self, conn: Connection) -> bool:
+        return bool(self.queue or self._page or self.backlog) or len(self.inflight) >= conn.send_quota
+
+    def waited_too_long(self) -> None:
+        """A publisher waited backpressure_timeout for this session's queue to drain, in vain: it is stuck."""
+        conn = self.connection
+        if conn is None or len(self.queue) <= self.broker.backpressure_low:
+            return
+        if self.stall_watch is None:
+            self.stall_watch = StallWatch(self, conn)
+        self.stall_watch.mark_stuck("its queue did not drain while a publisher waited")
+
     def resend_inflight(self) -> None:
         """After a reconnect: every unacknowledged PUBLISH again with DUP set, PUBRELs again, in order."""
         conn = self.connection
         if conn is None:
             return
+        if self.stall_watch is not None:  # a new connection is judged afresh (pump starts a watch if needed)
+            self.stall_watch.stop()
         for out in list(self.inflight.values()):
             if out.state == RELEASED:
                 conn.send_pubrel(out.packet_id)
@@ -296,6 +323,8 @@ class Session:
         if self.persistent and self.broker.storage is not None:
             self.broker.storage.remove_messages(self.client_id, [out.seq], [out.message.store_id])
         self.pump()
+        if self.stall_watch is not None:
+            self.stall_watch.acked()
         return True
 
     def received(self, packet_id: int) -> bool:
@@ -306,6 +335,8 @@ class Session:
         out.state = RELEASED
         if self.persistent and self.broker.storage is not None:
             self.broker.storage.replace_message(self.client_id, out.seq, out.delivery_record())
+        if self.stall_watch is not None:
+            self.stall_watch.acked()
         return True
 
     # -- persistence -----------------------------------------------------------------------------

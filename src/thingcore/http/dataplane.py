@@ -242,8 +242,9 @@ class DataPlane:
             session.waiting_publishers.add(waiter)
         try:
             await asyncio.wait_for(waiter.future, broker.backpressure_timeout)
-        except TimeoutError:
-            pass
+        except TimeoutError:  # subscribers that did not drain in that time are not waited for again
+            for session in sessions:
+                session.waited_too_long()
         finally:
             for session in sessions:
                 session.waiting_publishers.discard(waiter)

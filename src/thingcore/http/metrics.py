@@ -22,8 +22,11 @@ _COUNTERS = {
     "dropped": "Messages dropped (queue full, packet too large for the client)",
     "expired": "Messages dropped because their expiry interval passed",
     "publishes_refused": "Publishes refused (authorization, limits)",
-    "slow_consumers": "Clients disconnected because they stopped reading",
+    "slow_consumers": "Clients disconnected because they stopped reading or acknowledging",
     "wills_published": "Will messages published",
+    "retained_refused": "Retained publishes refused: max_retained_messages or max_retained_bytes reached",
+    "subscriptions_refused": "Subscriptions refused: max_subscriptions per client reached",
+    "sessions_refused": "CONNECTs refused because max_sessions was reached",
 }
 _NAMES = {
     "connections_total": "connections_accepted",
@@ -48,6 +51,7 @@ class BrokerCollector:
             "sessions": ("Sessions, connected or persistent and offline", snap["sessions"]),
             "subscriptions": ("Subscriptions in the router", snap["subscriptions"]),
             "retained_messages": ("Retained messages stored", snap["retained"]),
+            "retained_bytes": ("Payload bytes of the retained messages stored", snap["retained_bytes"]),
             "queued_messages": ("Messages queued or in flight for sessions",
                                 sum(s.queued_count + len(s.inflight) for s in broker.sessions.values())),
         }
