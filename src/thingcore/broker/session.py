@@ -117,7 +117,8 @@ class Session:
         self.waiting_publishers: set[Connection] = set()
         # Stored messages not in self.queue (a restart left them on disk): they come before it, in seq order.
         self.backlog = 0  # how many are still on disk
-        self._page: deque[Outgoing] = deque()  # read from disk, not yet sent
+        # read from disk, not yet sent: a deque (760 bytes) only once a page was read, () for every idle session
+        self._page: deque[Outgoing] | tuple[()] = ()
         self._read_after = 0  # seq of the last one read
         self._read_until = 0  # seq of the last one; later seqs are in self.queue
         self._last_page = 0
@@ -246,7 +247,8 @@ class Session:
         if conn is None:
             return
         if self.backlog or self._page:  # stored messages first, read from disk a page at a time
-            self._send_from(self._page, conn)
+            if self._page:
+                self._send_from(self._page, conn)  # type: ignore[arg-type]  # non-empty: a deque
             if self.backlog and self._reader is None and len(self._page) <= self._last_page // 4:
                 self._read_page()
         if not (self.backlog or self._page):
@@ -430,6 +432,8 @@ class Session:
             else:
                 out.state = QUEUED
                 out.packet_id = 0
+                if not isinstance(self._page, deque):
+                    self._page = deque()
                 self._page.append(out)
         if ended or self._read_after >= until or self.backlog <= 0:
             self.backlog = 0
