@@ -203,8 +203,7 @@ class DataPlane:
         self.max_body = server.settings.limits.max_packet_size
 
     def _allowed(self, identity: Identity, action: Action, topic: str) -> bool:
-        broker = self.broker
-        return broker.authorize_all or not broker.authorize(identity, action, topic)
+        return self.callers.allowed(identity, action, topic)
 
     async def publish(self, request: Request, topic: str) -> Response:
         body = await read_body(request, self.max_body)

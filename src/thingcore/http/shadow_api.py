@@ -5,24 +5,28 @@
 paths, shapes and errors of the botocore model (``iot-data`` 2015-05-28). Errors carry AWS's
 ``x-amzn-ErrorType`` so botocore raises its typed exceptions; REST errors publish nothing on MQTT.
 
-Callers are identified as for every HTTP API (SigV4 signature or anonymous, see
-:mod:`thingcore.http.caller`) and access rules apply as if the caller published the same request
-over MQTT: a REST get, update or delete needs ``publish`` on the shadow's ``.../get``,
+Callers are identified as for every HTTP data-plane API (the admin token, a SigV4 signature, or
+anonymous where ``[http] allow_anonymous`` admits it, loopback only by default; see
+:mod:`thingcore.http.caller`) and the broker's gate decides as if the caller published the same
+request over MQTT: a REST get, update or delete needs ``publish`` on the shadow's ``.../get``,
 ``.../update`` or ``.../delete`` topic; listing needs ``publish`` on the classic shadow's
 ``.../get`` topic. Refusals are 403 ``ForbiddenException``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from thingcore.auth import Action
-from thingcore.http.caller import Callers
+from thingcore.http.caller import Callers, describe
 from thingcore.http.errors import AWSError
 from thingcore.shadow.document import ShadowError, check_names
+
+log = logging.getLogger("thingcore.http.auth")
 
 _ERROR_TYPES = {
     400: "InvalidRequestException",
@@ -52,7 +56,6 @@ def _topic(thing: str, name: str | None, op: str) -> str:
 def router(server: Any) -> APIRouter:
     api = APIRouter(tags=["shadows (AWS iot-data)"])
     callers = Callers(server)
-    broker = server.broker
 
     async def authorize(request: Request, body: bytes, thing: str, name: str | None, op: str) -> None:
         identity = await callers.identity(request.scope, body)
@@ -60,7 +63,9 @@ def router(server: Any) -> APIRouter:
             check_names(thing, name)
         except ShadowError as err:
             raise _aws_error(err) from None
-        if not broker.authorize_all and broker.authorize(identity, Action.PUBLISH, _topic(thing, name, op)):
+        topic = _topic(thing, name, op)
+        if not callers.allowed(identity, Action.PUBLISH, topic):
+            log.warning("refused %s: %s on %s (shadow REST API)", describe(identity), Action.PUBLISH.value, topic)
             raise AWSError(403, "ForbiddenException", "Forbidden")
 
     @api.get("/things/{thingName}/shadow", summary="GetThingShadow: the full document with delta")
