@@ -134,6 +134,12 @@ class Callers:
         broker = self.broker
         return broker.authorize_all or not broker.authorize(identity, action, resource)
 
+    @staticmethod
+    def refused(identity: Identity, action: Action, resource: str, message: str = "Forbidden") -> AWSError:
+        """The 403 for a data-plane request the gate refused, logged with who, what and where."""
+        log.warning("refused %s: %s on %s", describe(identity), action.value, resource)
+        return AWSError(403, "ForbiddenException", message)
+
     def require_manage(self, identity: Identity, resource: str, *, admin_api: bool = False) -> None:
         """Refuse unless the gate allows ``identity`` to MANAGE ``resource`` (a log line names who, what, which).
 

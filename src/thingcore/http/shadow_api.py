@@ -15,18 +15,15 @@ request over MQTT: a REST get, update or delete needs ``publish`` on the shadow'
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from thingcore.auth import Action
-from thingcore.http.caller import Callers, describe
+from thingcore.http.caller import Callers
 from thingcore.http.errors import AWSError
 from thingcore.shadow.document import ShadowError, check_names
-
-log = logging.getLogger("thingcore.http.auth")
 
 _ERROR_TYPES = {
     400: "InvalidRequestException",
@@ -65,8 +62,7 @@ def router(server: Any) -> APIRouter:
             raise _aws_error(err) from None
         topic = _topic(thing, name, op)
         if not callers.allowed(identity, Action.PUBLISH, topic):
-            log.warning("refused %s: %s on %s (shadow REST API)", describe(identity), Action.PUBLISH.value, topic)
-            raise AWSError(403, "ForbiddenException", "Forbidden")
+            raise callers.refused(identity, Action.PUBLISH, topic)
 
     @api.get("/things/{thingName}/shadow", summary="GetThingShadow: the full document with delta")
     async def get_thing_shadow(request: Request, thingName: str, name: str | None = None) -> Response:
