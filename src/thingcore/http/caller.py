@@ -95,7 +95,7 @@ class Callers:
         settings = server.settings
         self.verifier = build_verifier(settings)
         self.broker = server.broker
-        self.token = settings.admin.token
+        self.token: str | None = settings.admin.token
         self.unauthenticated_admin = settings.admin.allow_unauthenticated
         self.anonymous_data = settings.http.allow_anonymous
 
@@ -103,9 +103,10 @@ class Callers:
         """Who sent the request (see the module docstring); 401/403 for a wrong token or signature."""
         address, port = peer(scope)
         listener = "https" if scope.get("scheme") == "https" else "http"
-        bearer = _bearer(scope) if self.token else None
-        if bearer is not None:
-            if not hmac.compare_digest(bearer.encode(), self.token.encode()):  # type: ignore[union-attr]
+        token = self.token
+        bearer = _bearer(scope) if token else None
+        if bearer is not None and token:
+            if not hmac.compare_digest(bearer.encode(), token.encode()):
                 log.warning("refused a wrong admin token from %s:%d", address, port)
                 raise AWSError(401, "UnauthorizedException",
                                "wrong token: send 'Authorization: Bearer <token>' with the [admin] token")
