@@ -81,3 +81,15 @@ async def test_http_allow_anonymous_decides_the_data_plane() -> None:
     # MQTT's setting opens nothing here
     with pytest.raises(AWSError):
         await callers(auth={"allow_anonymous": "true"}).identity(scope("192.0.2.7"), b"")
+
+
+def test_http_basic_with_the_token_as_password_is_the_admin_token_too() -> None:
+    import base64
+
+    c = callers(admin={"token": TOKEN})
+    basic = base64.b64encode(f"prometheus:{TOKEN}".encode())
+    assert c.identify(scope("192.0.2.7", [(b"authorization", b"Basic " + basic)])).administrator
+    for wrong in (base64.b64encode(b"prometheus:guess"), b"not-base64!"):
+        with pytest.raises(AWSError) as exc:
+            c.identify(scope(headers=[(b"authorization", b"Basic " + wrong)]))
+        assert exc.value.status == 401

@@ -2,8 +2,9 @@
 
 A request proves who it is in one of three ways, checked in this order:
 
-1. ``Authorization: Bearer <[admin] token>``: an administrator (``Identity.administrator``), no principal.
-   A wrong token is refused with 401; a bearer header is ignored when no token is configured.
+1. ``Authorization: Bearer <[admin] token>`` (or HTTP Basic with the token as password): an
+   administrator (``Identity.administrator``), no principal. A wrong token is refused with 401; these
+   headers are ignored when no token is configured.
 2. An AWS SigV4 signature from a configured access key: principal = the key's principal. Such a
    caller manages (rules, things, the admin API) only where an access rule allows ``manage``.
 3. Nothing: anonymous. An anonymous caller is an administrator where ``[admin]
@@ -18,6 +19,8 @@ plane, ``Action.MANAGE`` on ``"<kind>[/<name>]"`` for the control plane, through
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -66,12 +69,32 @@ def signed_principal(verifier: Verifier, scope: Mapping[str, Any], body: bytes =
         raise AWSError(exc.status, exc.error_type, exc.message) from None
 
 
-def _bearer(scope: Mapping[str, Any]) -> str | None:
+def _admin_credential(scope: Mapping[str, Any]) -> bytes | None:
+    """The token a request offers as the admin credential: ``Bearer <token>``, or HTTP Basic with the token as
+    password (what a browser's prompt and Prometheus' ``basic_auth`` send); None when it offers neither."""
     for name, value in _headers(scope):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
+        if name != b"authorization":
+            continue
+        scheme, _, given = value.partition(b" ")
+        scheme = scheme.lower()
+        if scheme == b"bearer":
+            return given.strip()
+        if scheme == b"basic":
+            try:
+                return base64.b64decode(given.strip(), validate=True).partition(b":")[2]
+            except (binascii.Error, ValueError):
+                return b""  # offered, and certainly not the token
     return None
+
+
+def anonymous_data_plane(settings: Any) -> Callable[[str, int, str], Awaitable[bool]]:
+    """``[http] allow_anonymous`` as the HTTP guard asks it (address, port, listener) before reading a body."""
+    mode = settings.http.allow_anonymous
+
+    async def admitted(address: str, _port: int, _listener: str) -> bool:
+        return _admits(mode, address)
+
+    return admitted
 
 
 def describe(identity: Identity) -> str:
@@ -104,9 +127,9 @@ class Callers:
         address, port = peer(scope)
         listener = "https" if scope.get("scheme") == "https" else "http"
         token = self.token
-        bearer = _bearer(scope) if token else None
-        if bearer is not None and token:
-            if not hmac.compare_digest(bearer.encode(), token.encode()):
+        offered = _admin_credential(scope) if token else None
+        if offered is not None and token:
+            if not hmac.compare_digest(offered, token.encode()):
                 log.warning("refused a wrong admin token from %s:%d", address, port)
                 raise AWSError(401, "UnauthorizedException",
                                "wrong token: send 'Authorization: Bearer <token>' with the [admin] token")
@@ -182,4 +205,5 @@ class Callers:
         return check
 
 
-__all__ = ["ORIGINAL_HEADERS", "Callers", "build_verifier", "describe", "peer", "signed_principal"]
+__all__ = ["ORIGINAL_HEADERS", "Callers", "anonymous_data_plane", "build_verifier", "describe", "peer",
+           "signed_principal"]
