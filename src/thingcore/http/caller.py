@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -30,11 +29,14 @@ from fastapi import Request
 
 from thingcore.auth import Action, Identity
 from thingcore.auth.policy import is_loopback
+from thingcore.broker.admission import RefusalLog
 from thingcore.http.errors import AWSError
 from thingcore.http.sigv4 import AccessKey, SignatureError, Verifier
 from thingcore.http.sigv4 import Request as SignedRequest
 
-log = logging.getLogger("thingcore.http.auth")
+# refusals are logged as the gate logs them: at most 20 lines a second, the rest counted, so a flood of
+# refused requests cannot flood the log
+_refusal_log = RefusalLog()
 
 #: scope key under which a route that rewrote the headers keeps the originals (the signature covers them)
 ORIGINAL_HEADERS = "thingcore.original_headers"
@@ -99,7 +101,8 @@ def anonymous_data_plane(settings: Any) -> Callable[[str, int, str], Awaitable[b
 
 def describe(identity: Identity) -> str:
     """The caller as a log line names it."""
-    where = f"{identity.address}:{identity.port}" if identity.address else "an unknown address"
+    address = f"[{identity.address}]" if ":" in identity.address else identity.address
+    where = f"{address}:{identity.port}" if address else "an unknown address"
     if identity.principal is not None:
         return f"principal {identity.principal!r} from {where}"
     if identity.administrator and not identity.anonymous:
@@ -130,7 +133,9 @@ class Callers:
         offered = _admin_credential(scope) if token else None
         if offered is not None and token:
             if not hmac.compare_digest(offered, token.encode()):
-                log.warning("refused a wrong admin token from %s:%d", address, port)
+                caller = Identity(client_id="", username=None, principal=None, listener=listener, address=address,
+                                  port=port)
+                _refusal_log("refused %s: not the [admin] token", describe(caller))
                 raise AWSError(401, "UnauthorizedException",
                                "wrong token: send 'Authorization: Bearer <token>' with the [admin] token")
             return Identity(client_id="", username=None, principal=None, listener=listener, address=address,
@@ -146,7 +151,7 @@ class Callers:
         admits them, else 403."""
         identity = self.identify(scope, body)
         if identity.anonymous and not _admits(self.anonymous_data, identity.address):
-            log.warning("refused %s: anonymous HTTP callers are accepted %s ([http] allow_anonymous)",
+            _refusal_log("refused %s: anonymous HTTP callers are accepted %s ([http] allow_anonymous)",
                         describe(identity), "from loopback only" if self.anonymous_data == "loopback" else "never")
             raise AWSError(403, "ForbiddenException",
                            "anonymous HTTP callers are only accepted from loopback addresses"
@@ -161,7 +166,7 @@ class Callers:
     @staticmethod
     def refused(identity: Identity, action: Action, resource: str, message: str = "Forbidden") -> AWSError:
         """The 403 for a data-plane request the gate refused, logged with who, what and where."""
-        log.warning("refused %s: %s on %s", describe(identity), action.value, resource)
+        _refusal_log("refused %s: %s on %s", describe(identity), action.value, resource)
         return AWSError(403, "ForbiddenException", message)
 
     def require_manage(self, identity: Identity, resource: str, *, admin_api: bool = False) -> None:
@@ -174,7 +179,7 @@ class Callers:
         anonymous_stranger = identity.anonymous and not identity.administrator
         if not anonymous_stranger and not self.broker.authorize(identity, Action.MANAGE, resource):
             return
-        log.warning("refused %s: %s on %s", describe(identity), Action.MANAGE.value, resource)
+        _refusal_log("refused %s: %s on %s", describe(identity), Action.MANAGE.value, resource)
         if admin_api and anonymous_stranger:
             raise AWSError(401, "UnauthorizedException",
                            "the admin API needs 'Authorization: Bearer <token>' with the [admin] token"
