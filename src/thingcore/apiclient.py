@@ -1,13 +1,15 @@
 """The CLI's client for a running server's HTTP API, shared by `thingcore shadow|things|rules|...`.
 
-One place decides how the commands reach the server (``--endpoint`` / ``THINGCORE_ENDPOINT``) and
-how failures read: an unreachable server or an AWS-style API error becomes one line on stderr and a
-non-zero exit (1: the server said no or is unreachable, 2: bad arguments) — never a traceback.
+One place decides how the commands reach the server (``--endpoint`` / ``THINGCORE_ENDPOINT``, the
+admin token from ``THINGCORE_ADMIN_TOKEN``) and how failures read: an unreachable server or an
+AWS-style API error becomes one line on stderr and a non-zero exit (1: the server said no or is
+unreachable, 2: bad arguments) — never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Any
 
 import httpx
@@ -40,6 +42,7 @@ def request(endpoint: str, method: str, path: str, *, params: dict[str, Any] | N
     """Call the API and return the decoded body; raises :class:`APIError` for an error answer and a
     ready-made ``typer.Exit`` when the server cannot be reached."""
     url = endpoint.rstrip("/") + path
+    token = token or os.environ.get("THINGCORE_ADMIN_TOKEN") or None  # managing needs it when the server has one
     query = {k: v for k, v in (params or {}).items() if v is not None}
     headers = {"authorization": f"Bearer {token}"} if token else {}
     try:

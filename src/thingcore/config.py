@@ -49,7 +49,8 @@ class AccessRule(_Section):
 
 class AuthSettings(_Section):
     allow_anonymous: Literal["loopback", "true", "false"] = Field(
-        "loopback", description="Anonymous clients: only from loopback addresses (default), always, or never"
+        "loopback", description="Anonymous MQTT clients: only from loopback addresses (default), always, or never "
+        "(HTTP callers: see http.allow_anonymous)"
     )
     password_file: Path | None = Field(None, description="Password file managed with `thingcore passwd`")
     acl: list[AccessRule] = Field(default_factory=list, description="Access rules, first match wins")
@@ -258,7 +259,7 @@ class HTTPSettings(_Section):
         "non-loopback",
         description="AWS SigV4 checks: `true` every request and WebSocket upgrade must be signed with an access key; "
         "`non-loopback` (default) signatures are checked except from loopback clients signing with an unknown key; "
-        "`false` signatures are ignored. Unsigned callers are anonymous (see auth.allow_anonymous)",
+        "`false` signatures are ignored. Unsigned callers are anonymous (see http.allow_anonymous)",
     )
     access_keys: list[AccessKey] = Field(default_factory=list, description="Access keys accepted in signatures")
     allowed_origins: list[str] = Field(
@@ -289,8 +290,14 @@ class HTTPSettings(_Section):
         1000, ge=0, description="Open HTTP connections (not counting upgraded WebSockets); one more gets 503 and is "
         "closed at once (0: unlimited)",
     )
+    allow_anonymous: Literal["loopback", "true", "false"] = Field(
+        "loopback",
+        description="Unsigned HTTP callers of the data plane (publish, retained messages, shadows): from loopback "
+        "addresses only (default), always, or never. Independent of auth.allow_anonymous (MQTT only); "
+        "managing (rules, things, /api/v1) is never open to them (see [admin])",
+    )
 
-    @field_validator("verify_signatures", mode="before")
+    @field_validator("verify_signatures", "allow_anonymous", mode="before")
     @classmethod
     def _bool_to_word(cls, value: Any) -> Any:
         if isinstance(value, bool):

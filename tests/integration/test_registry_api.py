@@ -263,7 +263,9 @@ def test_registry_survives_kill_9(thingcore_factory) -> None:
 
 def test_signed_requests_are_verified_when_configured(thingcore_factory) -> None:
     tc = thingcore_factory({"http": {"verify_signatures": True, "access_keys": [
-        {"access_key_id": "AKIDREGISTRY", "secret_access_key": "registry-secret"}]}})
+        {"access_key_id": "AKIDREGISTRY", "secret_access_key": "registry-secret"}]},
+        # an access key manages only where an access rule allows it
+        "auth": {"acl": [{"effect": "allow", "action": "manage", "principal": "AKIDREGISTRY", "topic": "#"}]}})
     endpoint = f"http://127.0.0.1:{tc.http_port}"
     good = boto3.client("iot", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDREGISTRY",
                         aws_secret_access_key="registry-secret", config=Config(retries={"max_attempts": 1}))

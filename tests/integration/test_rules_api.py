@@ -213,7 +213,9 @@ def test_signed_requests_are_verified_when_configured(thingcore_factory) -> None
     from botocore.exceptions import ClientError
 
     tc = thingcore_factory({"http": {"verify_signatures": True, "access_keys": [
-        {"access_key_id": "AKIDRULES", "secret_access_key": "rules-secret"}]}})
+        {"access_key_id": "AKIDRULES", "secret_access_key": "rules-secret"}]},
+        # an access key manages only where an access rule allows it
+        "auth": {"acl": [{"effect": "allow", "action": "manage", "principal": "AKIDRULES", "topic": "#"}]}})
     endpoint = f"http://127.0.0.1:{tc.http_port}"
 
     def client(secret: str):

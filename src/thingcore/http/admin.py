@@ -1,18 +1,20 @@
 """thingcore's own admin API under ``/api/v1``: broker statistics, clients, retained messages, config.
 
-Described by OpenAPI (FastAPI serves ``/openapi.json`` and ``/docs``). Access: with ``[admin] token``
-set, every request needs ``Authorization: Bearer <token>``; without one, ``[admin]
-allow_unauthenticated`` decides (loopback only by default), so a fresh install does not hand
-strangers a way to kick devices or read the configuration. Errors use AWS's error shape like every
-other API here.
+Described by OpenAPI (FastAPI serves ``/openapi.json`` and ``/docs``). Access is the broker's
+``manage`` permission on ``<kind>[/<name>]`` (``stats``, ``clients/<id>``, ``retained/<topic>``,
+``config``; see :mod:`thingcore.http.caller`): administrators have it (``Authorization: Bearer
+<[admin] token>``, or, with no token configured, callers ``[admin] allow_unauthenticated`` admits:
+loopback only by default), SigV4 access keys where an access rule allows it. So a fresh install
+does not hand strangers a way to kick devices or read the configuration. A caller without
+credentials gets 401 UnauthorizedException, one with credentials but no right 403
+ForbiddenException, in AWS's error shape like every other API here.
 """
 
 from __future__ import annotations
 
 import base64
-import hmac
-import ipaddress
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -20,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from thingcore.config import redacted
+from thingcore.http.caller import Callers
 from thingcore.http.errors import AWSError
 from thingcore.mqtt import MQTTError
 from thingcore.mqtt.topics import validate_topic_filter
@@ -122,34 +125,21 @@ class RetainedMessage(RetainedSummary):
     client_id: str | None = None
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
 _bearer = HTTPBearer(auto_error=False, scheme_name="adminToken",
                      description="The [admin] token of the server's configuration")
 
 
-def _require_admin(server: Any) -> Any:
+def require_admin(server: Any) -> Callable[..., Awaitable[None]]:
+    """The dependency of every ``/api/v1`` router: the caller must be allowed to MANAGE what the route
+    touches (see :meth:`thingcore.http.caller.Callers.manager`), through the broker's one gate.
+
+    The bearer parameter only documents the token in OpenAPI; :mod:`thingcore.http.caller` reads it.
+    """
+    manage = Callers(server).manager()
+
     async def check(request: Request,
-                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-        admin = server.settings.admin
-        if admin.token:
-            given = credentials.credentials if credentials is not None else ""
-            if not hmac.compare_digest(given.encode(), admin.token.encode()):
-                raise AWSError(401, "UnauthorizedException",
-                               "the admin API needs 'Authorization: Bearer <token>' with the [admin] token")
-            return
-        mode = admin.allow_unauthenticated
-        if mode == "true" or (mode == "loopback" and _is_loopback(request.client.host if request.client else None)):
-            return
-        raise AWSError(401, "UnauthorizedException",
-                       "the admin API is open to loopback clients only unless [admin] token is set")
+                    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+        await manage(request)
 
     return check
 
@@ -182,9 +172,10 @@ def _json_properties(props: dict[str, Any]) -> dict[str, Any]:
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid request (InvalidRequestException)"},
     401: {"model": ErrorBody, "description": "Missing or wrong admin token (UnauthorizedException)"},
+    403: {"model": ErrorBody, "description": "The caller may not manage this (ForbiddenException)"},
 }
 # for other /api/v1 routers: `APIRouter(dependencies=[Depends(require_admin(server))], responses=ADMIN_RESPONSES)`
-require_admin = _require_admin
+_require_admin = require_admin
 ADMIN_RESPONSES = _RESPONSES
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such client or topic (ResourceNotFoundException)"},
@@ -194,7 +185,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 def router(server: Any) -> APIRouter:
     broker = server.broker
     started = time.time()
-    api = APIRouter(prefix="/api/v1", tags=["admin"], dependencies=[Depends(_require_admin(server))],
+    api = APIRouter(prefix="/api/v1", tags=["admin"], dependencies=[Depends(require_admin(server))],
                     responses=_RESPONSES)
     # without a configured token the bearer is optional (an empty requirement next to it in OpenAPI)
     extra = {"security": [{}]} if not server.settings.admin.token else None

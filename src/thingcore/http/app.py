@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 import thingcore
+from thingcore.http.caller import anonymous_data_plane
 from thingcore.http.errors import install_error_handlers
-from thingcore.http.guard import HTTPGuard, anonymous_admission
+from thingcore.http.guard import HTTPGuard
 from thingcore.http.metrics import make_registry, render
 
 # module paths of the APIs, each with a `router(server)` factory; missing ones are skipped
@@ -38,8 +39,8 @@ def create_app(server: Any) -> FastAPI:
                   description="thingcore: AWS IoT Core's model, self-hosted.")
     install_error_handlers(app)
     # outermost after Starlette's error middleware: proxies, Host, Origin, credentials, body size
-    app.add_middleware(HTTPGuard, settings=server.settings,
-                       anonymous_admitted=anonymous_admission(server.broker.authenticate))
+    # anonymous HTTP callers: [http] allow_anonymous, not MQTT's [auth] setting
+    app.add_middleware(HTTPGuard, settings=server.settings, anonymous_admitted=anonymous_data_plane(server.settings))
     registry = make_registry(server.broker, *getattr(server, "metric_collectors", ()))
 
     @app.get("/healthz", summary="200 once every listener is up, 503 before and while shutting down")

@@ -4,9 +4,11 @@ Paths, methods, query names and body shapes follow botocore's ``iot/2015-05-28``
 things under ``/things/{thingName}``, thing types under ``/thing-types/{thingTypeName}``. The
 registry validates names and attributes itself; these models only give the JSON its shape.
 
-Callers are checked like the data plane's (:mod:`thingcore.http.caller`): a valid SigV4 signature
-from a configured access key, or an anonymous caller the ``[auth]`` settings admit (loopback only
-by default), so a server reachable from a network does not let strangers edit its registry.
+Every route needs the broker's ``manage`` permission on ``things/<thingName>``, ``things`` (list),
+``thing-types/<thingTypeName>`` or ``thing-types`` (:meth:`thingcore.http.caller.Callers.manager`):
+administrators (the ``[admin]`` token, or a loopback caller without credentials while no token is
+configured) have it, a SigV4 access key only where an access rule allows it; anyone else gets 403
+``ForbiddenException`` and nothing changes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from thingcore.http.caller import Callers
+from thingcore.http.caller import ORIGINAL_HEADERS, Callers
 from thingcore.http.dataplane import read_body
 from thingcore.http.errors import AWSError
 from thingcore.registry import Registry, RegistryError
@@ -36,7 +38,8 @@ class ErrorBody(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "InvalidRequestException (x-amzn-ErrorType header)"},
-    403: {"model": ErrorBody, "description": "Missing or invalid SigV4 signature, or anonymous caller refused"},
+    403: {"model": ErrorBody, "description": "The caller may not manage this (ForbiddenException), or a missing "
+                                            "or invalid SigV4 signature"},
     404: {"model": ErrorBody, "description": "ResourceNotFoundException"},
     409: {"model": ErrorBody, "description": "ResourceAlreadyExistsException or VersionConflictException"},
 }
@@ -90,7 +93,6 @@ class DeprecateThingTypeBody(BaseModel):
     undoDeprecate: bool = False
 
 
-_ORIGINAL_HEADERS = "thingcore.original_headers"
 MAX_BODY = 256 * 1024  # far above the largest valid request (50 attributes of 128 + 800 characters)
 
 
@@ -110,7 +112,7 @@ class _JSONBodyRoute(APIRoute):
             headers = scope["headers"]
             content_type = next((v for k, v in headers if k == b"content-type"), b"")
             if b"json" not in content_type.lower():
-                scope = {**scope, _ORIGINAL_HEADERS: headers, "headers": [
+                scope = {**scope, ORIGINAL_HEADERS: headers, "headers": [
                     *((k, v) for k, v in headers if k != b"content-type"), (b"content-type", b"application/json")]}
             return await handler(Request(scope, _replay(body, request.receive)))
 
@@ -147,15 +149,8 @@ async def _aws(call: Awaitable[T]) -> T:
 def router(server: Any) -> APIRouter:
     registry: Registry = server.registry
     things, types = registry.things, registry.types
-    callers = Callers(server)
-
-    async def caller(request: Request) -> None:
-        scope = request.scope
-        if _ORIGINAL_HEADERS in scope:
-            scope = {**scope, "headers": scope[_ORIGINAL_HEADERS]}
-        await callers.identity(scope, await request.body())
-
-    api = APIRouter(tags=["control plane (AWS iot)"], dependencies=[Depends(caller)], responses=_ERRORS,
+    api = APIRouter(tags=["control plane (AWS iot)"], dependencies=[Depends(Callers(server).manager())],
+                    responses=_ERRORS,
                     route_class=_JSONBodyRoute)
 
     @api.post("/things/{thingName}", summary="CreateThing")

@@ -1,8 +1,9 @@
 """Read back what dynamoDB, kinesis/firehose and sqs actions wrote: ``/api/v1/tables``, ``/streams``, ``/queues``.
 
-Admin-checked like the rest of ``/api/v1``. Tables are read from whichever backend is configured (embedded or
-PostgreSQL); streams and queues only when they are embedded (a Redis or NATS destination is read with its own
-tools). Receiving from a queue removes the messages unless ``delete=false``.
+Admin-checked like the rest of ``/api/v1``: ``manage`` on ``tables[/<name>]``, ``streams[/<name>]`` or
+``queues[/<name>]`` (what actions wrote may hold any device's data). Tables are read from whichever backend
+is configured (embedded or PostgreSQL); streams and queues only when they are embedded (a Redis or NATS
+destination is read with its own tools). Receiving from a queue removes the messages unless ``delete=false``.
 """
 
 from __future__ import annotations

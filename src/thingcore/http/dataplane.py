@@ -203,8 +203,7 @@ class DataPlane:
         self.max_body = server.settings.limits.max_packet_size
 
     def _allowed(self, identity: Identity, action: Action, topic: str) -> bool:
-        broker = self.broker
-        return broker.authorize_all or not broker.authorize(identity, action, topic)
+        return self.callers.allowed(identity, action, topic)
 
     async def publish(self, request: Request, topic: str) -> Response:
         body = await read_body(request, self.max_body)
@@ -254,7 +253,7 @@ class DataPlane:
         topic = url_topic(request, b"/retainedMessage/", topic)
         _check_topic(topic)
         if not self._allowed(identity, Action.RECEIVE, topic):
-            raise AWSError(403, "ForbiddenException", f"not authorized to read {topic!r}")
+            raise self.callers.refused(identity, Action.RECEIVE, topic, f"not authorized to read {topic!r}")
         msg = self.broker.retained.get(topic)
         if msg is None or msg.expired():
             raise AWSError(404, "ResourceNotFoundException", f"No retained message for topic {topic!r}")

@@ -44,13 +44,14 @@ from functools import lru_cache
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from thingcore.auth import Authenticator, Identity, is_loopback
+from thingcore.auth import is_loopback
 from thingcore.config import Settings
 from thingcore.http.errors import aws_error_response
 
 log = logging.getLogger("thingcore.http")
 
-# Decides whether an anonymous HTTP caller from this address is admitted (the data plane's rule).
+# Decides whether an anonymous HTTP caller from this address is admitted: [http] allow_anonymous
+# (thingcore.http.caller.anonymous_data_plane), never MQTT's [auth] allow_anonymous.
 AnonymousAdmitted = Callable[[str, int, str], Awaitable[bool]]
 
 _STATE_CHANGING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
@@ -246,8 +247,9 @@ class HTTPGuard:
         elif b"authorization" not in headers and _SIGNED_QUERY not in scope.get("query_string", b""):
             listener = "https" if scope.get("scheme") == "https" else "http"
             if not await self.anonymous_admitted(client[0], client[1], listener):
-                return 403, "ForbiddenException", "anonymous HTTP callers are not accepted from this address: sign " \
-                                                  "the request (SigV4) or send credentials"
+                return 403, "ForbiddenException", "anonymous HTTP callers are not accepted from this address " \
+                                                  "([http] allow_anonymous): sign the request (SigV4) or send " \
+                                                  "credentials"
         return self._too_large(headers)
 
     def _known_host(self, host: str) -> bool:
@@ -352,14 +354,3 @@ class HTTPGuard:
 
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
-
-
-def anonymous_admission(authenticate: Authenticator) -> AnonymousAdmitted:
-    """The data plane's rule for anonymous callers (the broker's authenticator), as the guard asks it."""
-
-    async def admitted(address: str, port: int, listener: str) -> bool:
-        identity = Identity(client_id="", username=None, principal=None, listener=listener, address=address,
-                            port=port, anonymous=True)
-        return bool((await authenticate(identity, None)).ok)
-
-    return admitted

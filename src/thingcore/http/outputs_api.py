@@ -1,6 +1,7 @@
 """``/api/v1/alarms`` and ``/api/v1/search``: reading back what cloudwatchAlarm and the embedded search index hold.
 
-Under the admin API's access rules (a token, or loopback only by default).
+Under the admin API's access check: ``manage`` on ``alarms[/<name>]`` or ``search`` (an administrator,
+or an access key an access rule allows; see :mod:`thingcore.http.caller`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from fastapi import APIRouter, Depends, Path, Query
 from thingcore.destinations.local import destinations_of
 from thingcore.destinations.metrics import ALARM_TOPIC
 from thingcore.destinations.search import embedded_index
-from thingcore.http.admin import _require_admin
+from thingcore.http.admin import require_admin
 from thingcore.http.errors import AWSError
 
 
 def router(server: Any) -> APIRouter:
     hub = destinations_of(server.broker, server.settings)
-    api = APIRouter(prefix="/api/v1", tags=["rule destinations"], dependencies=[Depends(_require_admin(server))])
+    api = APIRouter(prefix="/api/v1", tags=["rule destinations"], dependencies=[Depends(require_admin(server))])
 
     @api.get("/alarms", summary="Alarms set by cloudwatchAlarm actions, with their current state")
     async def list_alarms() -> dict[str, Any]:

@@ -18,11 +18,16 @@ AWS paths and shapes (botocore ``iot/2015-05-28``, rest-json), so boto3's ``iot`
     GET    /confirmdestination/{confirmationToken+}  ConfirmTopicRuleDestination (the token is the credential:
            the destination's endpoint calls it, as it browses AWS's ``enableUrl``)
 
-Callers are checked like the rest of the control plane (:mod:`thingcore.http.caller`: SigV4 when
-configured, anonymous callers as ``[auth]`` admits them). As on AWS, a missing rule is answered with
-``UnauthorizedException`` ("Access to topic rule ... was denied"), bad SQL with ``SqlParseException``
-naming the position. thingcore's own endpoints, under ``/api/v1`` with the admin API's access
-check: ``POST /api/v1/rules/test`` and the metrics.
+Every route but the confirmation needs the broker's ``manage`` permission on ``rules/<ruleName>``
+(``rules`` to list, test, or read all metrics) or ``destinations[/<arn>]``, like the rest of the
+control plane (:meth:`thingcore.http.caller.Callers.manager`):
+administrators have it, a SigV4 access key only where an access rule allows it, anyone else gets
+403 ``ForbiddenException`` (401 ``UnauthorizedException`` under ``/api/v1`` without credentials) and
+nothing changes. A rule acts with what it is given (republish writes anywhere, ``get_secret()``
+reads secrets), so managing rules is as powerful as administering the server. As on AWS, a missing
+rule is answered with ``UnauthorizedException`` ("Access to topic rule ... was denied"), bad SQL with
+``SqlParseException`` naming the position. thingcore's own endpoints, under ``/api/v1`` with the
+admin API's access check: ``POST /api/v1/rules/test`` and the metrics.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from thingcore.http.admin import _require_admin
+from thingcore.http.admin import require_admin
 from thingcore.http.caller import Callers
 from thingcore.http.errors import AWSError, aws_error_response
 from thingcore.rules.model import RuleError, invalid
@@ -98,12 +103,7 @@ def _untoken(token: str) -> str:
 
 
 def router(server: Any) -> APIRouter:
-    callers = Callers(server)
-
-    async def caller(request: Request) -> None:
-        await callers.identity(request.scope, await request.body())
-
-    api = APIRouter(tags=["rules (AWS iot)"], dependencies=[Depends(caller)])
+    api = APIRouter(tags=["rules (AWS iot)"], dependencies=[Depends(Callers(server).manager())])
 
     @api.post("/rules/{ruleName}", summary="CreateTopicRule")
     async def create_topic_rule(ruleName: RuleName, request: Request) -> Response:
@@ -213,7 +213,7 @@ def router(server: Any) -> APIRouter:
         await _engine(server).destinations.confirm(confirmationToken)
         return Response(status_code=200)
 
-    own = APIRouter(prefix="/api/v1/rules", tags=["rules"], dependencies=[Depends(_require_admin(server))])
+    own = APIRouter(prefix="/api/v1/rules", tags=["rules"], dependencies=[Depends(require_admin(server))])
 
     @own.post("/test", summary="Evaluate a rule against one message without side effects")
     async def test_rule(request: Request) -> JSONResponse:

@@ -5,9 +5,10 @@
 paths, shapes and errors of the botocore model (``iot-data`` 2015-05-28). Errors carry AWS's
 ``x-amzn-ErrorType`` so botocore raises its typed exceptions; REST errors publish nothing on MQTT.
 
-Callers are identified as for every HTTP API (SigV4 signature or anonymous, see
-:mod:`thingcore.http.caller`) and access rules apply as if the caller published the same request
-over MQTT: a REST get, update or delete needs ``publish`` on the shadow's ``.../get``,
+Callers are identified as for every HTTP data-plane API (the admin token, a SigV4 signature, or
+anonymous where ``[http] allow_anonymous`` admits it, loopback only by default; see
+:mod:`thingcore.http.caller`) and the broker's gate decides as if the caller published the same
+request over MQTT: a REST get, update or delete needs ``publish`` on the shadow's ``.../get``,
 ``.../update`` or ``.../delete`` topic; listing needs ``publish`` on the classic shadow's
 ``.../get`` topic. Refusals are 403 ``ForbiddenException``.
 """
@@ -52,7 +53,6 @@ def _topic(thing: str, name: str | None, op: str) -> str:
 def router(server: Any) -> APIRouter:
     api = APIRouter(tags=["shadows (AWS iot-data)"])
     callers = Callers(server)
-    broker = server.broker
 
     async def authorize(request: Request, body: bytes, thing: str, name: str | None, op: str) -> None:
         identity = await callers.identity(request.scope, body)
@@ -60,8 +60,9 @@ def router(server: Any) -> APIRouter:
             check_names(thing, name)
         except ShadowError as err:
             raise _aws_error(err) from None
-        if not broker.authorize_all and broker.authorize(identity, Action.PUBLISH, _topic(thing, name, op)):
-            raise AWSError(403, "ForbiddenException", "Forbidden")
+        topic = _topic(thing, name, op)
+        if not callers.allowed(identity, Action.PUBLISH, topic):
+            raise callers.refused(identity, Action.PUBLISH, topic)
 
     @api.get("/things/{thingName}/shadow", summary="GetThingShadow: the full document with delta")
     async def get_thing_shadow(request: Request, thingName: str, name: str | None = None) -> Response:
