@@ -577,8 +577,8 @@ def _charge_compare(meter: Meter, a: Any, b: Any, is_in: bool) -> None:
     walked = weigh(a, limit)[1]
     if is_in and type(b) is list:
         meter.charge(STEP * len(b) * walked)  # a compared with each item
-    else:
-        meter.charge(STEP * (walked + weigh(b, limit)[1]))
+    else:  # two walks to weigh them, one to compare
+        meter.charge(3 * STEP * (walked + weigh(b, limit)[1]))
 
 
 def _path_v2(keys: tuple[str, ...]) -> Fn:

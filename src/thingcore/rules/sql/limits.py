@@ -83,7 +83,7 @@ class Meter:
         parts counted each time they appear, as serializing would) must stay within max_value_size."""
         limit = self.max_value_size
         total, steps = weigh(v, limit)
-        self.charge(steps * 2)
+        self.charge(steps * 4)
         if total > limit:
             raise SqlLimitError(f"{what} larger than {limit:,} characters when serialized "
                                 "([rules] max_value_size)")

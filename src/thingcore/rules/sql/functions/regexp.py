@@ -27,7 +27,7 @@ from .registry import sqlfunc
 MAX_PATTERN = 4096  # characters
 PATTERN_CACHE = 128  # compiled patterns kept (each may hold up to MAX_MEM for its program and DFA)
 MAX_MEM = 1 << 20  # bytes RE2 may use per pattern; bigger programs are refused
-MATCH_COST = 20 * STEP  # one replaced match: a Python-level step of about 2 µs
+MATCH_COST = 100 * STEP  # one replaced match: a few Python-level steps, up to about 10 µs
 PATTERN_FUNCTIONS = {"regexp_matches": 1, "regexp_replace": 1, "regexp_substr": 1}  # name -> pattern argument
 
 _OPTIONS = re2.Options()
