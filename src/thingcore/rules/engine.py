@@ -55,7 +55,7 @@ from thingcore.rules.outbox import ERROR_ACTION, Entry, Outbox, fingerprint, rep
 from thingcore.rules.services import Services
 from thingcore.rules.sql import MessageContext, SqlError, compile_sql, compile_template
 from thingcore.rules.sql.context import document_of
-from thingcore.rules.sql.limits import Limits
+from thingcore.rules.sql.limits import Limits, SqlLimitError
 from thingcore.rules.sql.query import NO_MATCH
 from thingcore.rules.store import RuleFileError, RuleStore, read_directory
 
@@ -378,9 +378,10 @@ class RulesEngine:
             self.fire(rule, msg, ctx, result.output)
 
     def evaluation_failed(self, rule: CompiledRule, msg: Message, ctx: Any, topic: str, exc: BaseException) -> None:
-        """The statement failed on this message (an evaluation limit, an external function): the rule does
-        nothing for it, its error action gets the reason, and a line is logged (at most one per rule every
-        LOG_EVERY seconds, so a stream of hostile messages cannot flood the log)."""
+        """The statement failed on this message: the rule does nothing for it, and a line is logged (at most
+        one per rule every LOG_EVERY seconds, so a stream of hostile messages cannot flood the log). When an
+        evaluation limit stopped it (SqlLimitError: thingcore's own bound, no AWS counterpart) the error
+        action gets the reason; a failed external function does not reach it, as on AWS."""
         rule.metrics.errors += 1
         now = time.monotonic()
         if now - rule.logged_at >= LOG_EVERY:
@@ -391,7 +392,7 @@ class RulesEngine:
         else:
             rule.unlogged += 1
         runner = rule.error_runner
-        if runner is None:
+        if runner is None or not isinstance(exc, SqlLimitError):
             return
         firing = Firing(rule.name, msg, ctx, None, 0, None, topic, self._trace_seq, self.services)
         firing.failures = [{"failedAction": "SqlEvaluation", "failedResource": rule.name, "errorMessage": str(exc)}]

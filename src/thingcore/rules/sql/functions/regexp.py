@@ -19,8 +19,7 @@ from typing import Any
 
 import re2
 
-from ..errors import SqlRuntimeError
-from ..limits import STEP, Meter
+from ..limits import STEP, Meter, SqlLimitError
 from ..values import UNDEFINED, to_string
 from .registry import sqlfunc
 
@@ -38,8 +37,8 @@ _JAVA_CLASSES = frozenset({"Lower", "Upper", "ASCII", "Alpha", "Digit", "Alnum",
                            "Blank", "Cntrl", "XDigit", "Space"})
 
 
-class UnsupportedPattern(SqlRuntimeError):
-    """A valid Java pattern that RE2 cannot run."""
+class UnsupportedPattern(SqlLimitError):
+    """A valid Java pattern that RE2 cannot run (a limit of this implementation, reported as the others)."""
 
 
 def unsupported(pattern: str) -> str | None:
