@@ -77,13 +77,15 @@ class CompiledQuery:
         fails. ``doc`` is the parsed payload; ``ctx`` may be None when the statement does not
         ``uses_context``. Without ``env`` it reuses one Env per statement, which is safe in the loop: a
         statement evaluated there calls no external function, so nothing can re-enter it before it
-        returns (nested SELECTs make their own)."""
+        returns (nested SELECTs make their own); its meter starts afresh for each message. Raises
+        :class:`~.limits.SqlLimitError` when the evaluation goes past the statement's limits."""
         if env is None:
             env = self._loop_env
             if env is None:
-                env = self._loop_env = Env(ctx, doc, {}, self.version, self._v2)
+                env = self._loop_env = Env(ctx, doc, {}, self.version, self._v2, meter=self.limits.meter())
             env.ctx = ctx
             env.root = env.row = doc
+            env.meter.left = env.meter.max_cost
         if self._assignments:
             variables = env.variables = {}
             for name, fn in self._assignments:
