@@ -307,6 +307,9 @@ class Compiler:
         finally:
             self.nested -= 1
         per_element = STEP * (1 + self.nodes - before)  # what evaluating one element costs, about
+        # projecting one path of each element cannot make the output bigger than the source (plus a key per
+        # element): only other projections are measured
+        measure = not _projects_one_path(node)
 
         def nested(env: Env) -> Any:
             if source is None:
@@ -325,6 +328,8 @@ class Compiler:
             meter = env.meter
             meter.charge(per_element * len(elements))  # up front: a loop too long for the budget never starts
             out = []
+            chars = 0  # of the strings in the output (numbers and the like are small)
+            containers = False  # some item is an array or object: weighed after the loop
             for element in elements:
                 inner.row = element
                 if where is not None and where(inner) is not True:
@@ -332,8 +337,16 @@ class Compiler:
                 v = project(inner)
                 if v is not UNDEFINED:
                     out.append(v)
-            if out:
+                    if measure:
+                        tv = type(v)
+                        if tv is str:
+                            chars += len(v)
+                        elif tv is dict or tv is list:
+                            containers = True
+            if containers:
                 meter.container(out, "the array a nested SELECT builds")
+            elif chars > meter.max_value_size:
+                meter.size(chars, "the array a nested SELECT builds")
             if wrap:
                 return out
             return out[0] if out else UNDEFINED
@@ -557,6 +570,17 @@ def _add(left: Fn, right: Fn, normalize: bool) -> Fn:
             env.meter.size(len(r), "the string '+' builds")
         return r
     return add
+
+
+def _projects_one_path(node: ast.Select) -> bool:
+    """Whether a SELECT outputs, per element, one attribute path of it (``SELECT VALUE a.b``, ``SELECT a AS
+    x``, ``SELECT *``)."""
+    if len(node.items) != 1:
+        return False
+    expr = node.items[0].expr
+    while isinstance(expr, ast.Member):
+        expr = expr.target
+    return expr is None or isinstance(expr, (ast.Attribute, ast.Star))
 
 
 def _metered_compare(op: Callable[[Any, Any], Any], left: Fn, right: Fn, is_in: bool) -> Fn:

@@ -31,12 +31,15 @@ def render_value(v: Any) -> str:
 
 
 class Template:
-    __slots__ = ("_parts", "_v2", "functions", "limits", "needs_services", "text", "version")
+    __slots__ = ("_meter", "_parts", "_v2", "functions", "limits", "needs_services", "text", "version")
 
     def __init__(self, text: str, version: str, parts: list[str | Callable[[Env], Any]], needs_services: bool,
                  functions: frozenset[str], limits: Limits = DEFAULT_LIMITS) -> None:
         self.text = text
         self.limits = limits
+        # one meter reused, with a fresh budget per render, for templates rendered on the event loop (those
+        # without external functions: nothing re-enters them); the others get one per render
+        self._meter = None if needs_services else limits.meter()
         self.version = version
         self.needs_services = needs_services
         self.functions = functions
@@ -57,7 +60,12 @@ class Template:
         if len(parts) == 1 and type(parts[0]) is str:
             return parts[0]
         root = ctx.document()
-        env = Env(ctx, root, ctx._variables or {}, self.version, self._v2, meter=self.limits.meter())
+        meter = self._meter
+        if meter is None:
+            meter = self.limits.meter()
+        else:
+            meter.left = meter.max_cost
+        env = Env(ctx, root, ctx._variables or {}, self.version, self._v2, meter=meter)
         out = []
         for p in parts:
             out.append(p if type(p) is str else render_value(p(env)))  # type: ignore[operator]
