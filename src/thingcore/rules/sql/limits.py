@@ -38,7 +38,7 @@ class SqlLimitError(SqlRuntimeError):
 class Limits:
     """The per-evaluation bounds (``[rules] max_value_size`` and ``max_evaluation_cost``)."""
 
-    max_value_size: int = 1024 * 1024
+    max_value_size: int = 2 * 1024 * 1024  # the base64 text of the largest default MQTT packet fits
     max_cost: int = 5_000_000
 
     def meter(self) -> Meter:
