@@ -190,3 +190,25 @@ def test_pathological_statements_are_refused_with_400(iot, sql: str, says: str) 
     assert says in caught.value.response["Error"]["Message"]
     with pytest.raises(iot.exceptions.UnauthorizedException):
         iot.get_topic_rule(ruleName=name)  # nothing was created
+
+
+def test_a_template_too_costly_for_the_message_fails_the_delivery_not_the_server(server: ThingcoreProcess,
+                                                                               iot) -> None:
+    out, errors = uid("rs/out"), uid("rs/err")
+    name = uid("rulessql").replace("-", "_")
+    iot.create_topic_rule(ruleName=name, topicRulePayload={
+        "sql": "SELECT 1 AS one FROM 'rs/template/in'", "awsIotSqlVersion": "2016-03-23",
+        "actions": [republish(out + "/${replace(replace(s, 'a', s), 'a', s)}")], "errorAction": republish(errors)})
+    with PahoClient(server.mqtt_port, uid("sub")) as sub, PahoClient(server.mqtt_port, uid("dev")) as dev:
+        sub.connect()
+        sub.subscribe([out + "/#", errors])
+        dev.connect()
+        time.sleep(0.3)
+        for _ in range(5):
+            dev.publish("rs/template/in", json.dumps({"s": "a" * 200}).encode())
+        reports = [sub.expect(timeout=10) for _ in range(5)]
+    assert {r.topic for r in reports} == {errors}
+    (failure,) = json.loads(reports[0].payload)["failures"]
+    assert failure["failedAction"] == "RepublishAction"
+    assert "max_value_size" in failure["errorMessage"]
+    assert "Traceback" not in server.log()
