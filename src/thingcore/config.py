@@ -173,6 +173,13 @@ class RulesSettings(_Section):
     allow_private_destinations: bool = Field(
         False, description="Let rule actions connect to any address: loopback, link-local (cloud metadata), private"
     )
+    max_value_size: int = Field(
+        2 * 1024 * 1024, ge=1024, description="Largest string, array or object (serialized) a rule's SQL may build "
+        "while evaluating one message, in characters; past it that evaluation fails (error action). Keep it above "
+        "4/3 of [mqtt] max_packet_size so encode(*, 'base64') of any payload fits")
+    max_evaluation_cost: int = Field(
+        5_000_000, ge=10_000, description="Work one rule may spend on one message, in units of about 10 ns "
+        "(characters handled by functions, nested SELECT elements, regexp matches); past it that evaluation fails")
 
     @field_validator("allowed_destination_networks")
     @classmethod

@@ -55,6 +55,7 @@ from thingcore.rules.outbox import ERROR_ACTION, Entry, Outbox, fingerprint, rep
 from thingcore.rules.services import Services
 from thingcore.rules.sql import MessageContext, SqlError, compile_sql, compile_template
 from thingcore.rules.sql.context import document_of
+from thingcore.rules.sql.limits import Limits, SqlLimitError
 from thingcore.rules.sql.query import NO_MATCH
 from thingcore.rules.store import RuleFileError, RuleStore, read_directory
 
@@ -63,6 +64,7 @@ log = logging.getLogger("thingcore.rules")
 INGEST_PREFIX = "$aws/rules/"
 _INGEST_LEN = len(INGEST_PREFIX)
 RETIRE_GRACE = 30.0  # seconds a replaced or deleted rule's queued deliveries get to complete
+LOG_EVERY = 10.0  # seconds between two log lines about one rule's failed evaluations
 
 
 def sql_parse_error(exc: SqlError) -> RuleError:
@@ -75,8 +77,8 @@ def sql_parse_error(exc: SqlError) -> RuleError:
 class CompiledRule:
     """A rule ready to run: its stored resource, compiled statement, action runners and counters."""
 
-    __slots__ = ("actions", "direct", "error", "error_runner", "failure_handler", "journal", "metrics", "name",
-                 "query", "resource", "runners", "topic_filter")
+    __slots__ = ("actions", "direct", "error", "error_runner", "failure_handler", "journal", "logged_at", "metrics",
+                 "name", "query", "resource", "runners", "topic_filter", "unlogged")
 
     def __init__(self, name: str, resource: dict[str, Any], query: Any, actions: list[Action],
                  error_action: Action | None, settings: Any, metrics: RuleMetrics | None = None,
@@ -103,6 +105,8 @@ class CompiledRule:
                        and self.runners[0].journal is None else None)
         self.metrics = metrics or RuleMetrics()
         self.error: str | None = None  #: why a stored rule could not be loaded (it is kept, not run)
+        self.logged_at = -LOG_EVERY  # the last log line about a failed evaluation (time.monotonic())
+        self.unlogged = 0  # failed evaluations since, not logged
 
     @property
     def disabled(self) -> bool:
@@ -188,8 +192,10 @@ class RulesEngine:
         self.address_policy = AddressPolicy.from_settings(settings)
         self.destinations = TopicRuleDestinations(storage, settings.aws.region, settings.aws.account_id,
                                                   self.address_policy, self._http_client, rs.http_timeout)
-        self.env = ActionEnv(broker, settings, compile_template, self.functions, self._http_client,
-                             origin=service_identity(settings.rules.principal, "rules"),
+        #: what one evaluation of a statement or template may build and spend
+        self.limits = Limits(max_value_size=rs.max_value_size, max_cost=rs.max_evaluation_cost)
+        self.env = ActionEnv(broker, settings, partial(compile_template, limits=self.limits), self.functions,
+                             self._http_client, origin=service_identity(settings.rules.principal, "rules"),
                              destinations=self.destinations, address_policy=self.address_policy)
         self.rules: dict[str, CompiledRule] = {}
         self.metrics = EngineMetrics()
@@ -327,8 +333,7 @@ class RulesEngine:
         try:
             output = query.run(ctx, doc)
         except Exception as exc:
-            rule.metrics.errors += 1
-            log.warning("rule %s: evaluation failed on %s: %s", rule.name, msg.topic, exc)
+            self.evaluation_failed(rule, msg, ctx, topic, exc)
             return
         if output is not NO_MATCH:  # fire(), inlined: this is the message path
             rule.metrics.matched += 1
@@ -366,12 +371,33 @@ class RulesEngine:
             return
         exc = fut.exception()
         if exc is not None:
-            rule.metrics.errors += 1
-            log.warning("rule %s: evaluation failed on %s: %s", rule.name, msg.topic, exc)
+            self.evaluation_failed(rule, msg, ctx, ctx.topic, exc)
             return
         result = fut.result()
         if result.matched:
             self.fire(rule, msg, ctx, result.output)
+
+    def evaluation_failed(self, rule: CompiledRule, msg: Message, ctx: Any, topic: str, exc: BaseException) -> None:
+        """The statement failed on this message: the rule does nothing for it, and a line is logged (at most
+        one per rule every LOG_EVERY seconds, so a stream of hostile messages cannot flood the log). When an
+        evaluation limit stopped it (SqlLimitError: thingcore's own bound, no AWS counterpart) the error
+        action gets the reason; a failed external function does not reach it, as on AWS."""
+        rule.metrics.errors += 1
+        now = time.monotonic()
+        if now - rule.logged_at >= LOG_EVERY:
+            more = f" ({rule.unlogged} more since the last report)" if rule.unlogged else ""
+            log.warning("rule %s: evaluation failed on a message to %s: %s%s", rule.name, msg.topic, exc, more)
+            rule.logged_at = now
+            rule.unlogged = 0
+        else:
+            rule.unlogged += 1
+        runner = rule.error_runner
+        if runner is None or not isinstance(exc, SqlLimitError):
+            return
+        firing = Firing(rule.name, msg, ctx, None, 0, None, topic, self._trace_seq, self.services)
+        firing.failures = [{"failedAction": "SqlEvaluation", "failedResource": rule.name, "errorMessage": str(exc)}]
+        rule.metrics.error_actions += 1
+        runner.submit(firing.with_output(firing.error_document(msg.topic)))
 
     def _resume(self, rule: CompiledRule, runner: ActionRunner, entry: Entry, handle: Any) -> None:
         """A delivery pending at the last stop (outbox replay): its firing rebuilt, given to its runner."""
@@ -397,7 +423,7 @@ class RulesEngine:
 
     def compile_query(self, sql: str, version: str) -> Any:
         try:
-            return compile_sql(sql, version=version)
+            return compile_sql(sql, version=version, limits=self.limits)
         except SqlError as exc:
             raise sql_parse_error(exc) from None
 

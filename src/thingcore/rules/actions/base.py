@@ -29,6 +29,7 @@ import orjson
 from thingcore.auth import Identity
 from thingcore.rules.metrics import ActionMetrics
 from thingcore.rules.sql.context import MessageContext, format_trace_id
+from thingcore.rules.sql.limits import SqlLimitError
 from thingcore.rules.sql.values import bytes_as_text, dumps, output_to_bytes
 
 log = logging.getLogger("thingcore.rules")
@@ -575,7 +576,10 @@ class TemplateField:
         from_topic = self.from_topic
         if from_topic is not None:
             return from_topic(firing.topic)
-        return self.template.render(firing.ctx, firing.output)
+        try:
+            return self.template.render(firing.ctx, firing.output)
+        except SqlLimitError as exc:  # a message too costly for the template: a failed delivery, not a crash
+            raise ActionError(f"substitution template {self.source!r}: {exc}") from None
 
 
 def params_check(params: dict[str, Any], kind: str, allowed: set[str], required: set[str]) -> None:

@@ -16,8 +16,10 @@ from typing import Any
 from . import ast
 from .errors import SqlError, SqlRuntimeError
 from .functions import FUNCTIONS, UNSUPPORTED_REASONS
+from .functions.regexp import PATTERN_FUNCTIONS, pattern_error
 from .functions.registry import V2015, V2016, FunctionSpec
-from .operators import ARITHMETIC, BINARY, op_neg, op_not, op_pos
+from .limits import DEFAULT_LIMITS, MAX_FUNCTION_CALLS, MAX_NODES, STEP, Limits, Meter, SqlLimitError, weigh
+from .operators import ARITHMETIC, BINARY, op_add, op_neg, op_not, op_pos
 from .values import (
     UNDEFINED,
     parse_decimal_string,
@@ -37,12 +39,12 @@ MAX_DEPTH = 200  # operator chains such as a + a + ... nest one level per operat
 class Env:
     """Evaluation state for one message: the context, the whole payload (``root``), the document
     that bare names refer to (``row``: the payload, or an element inside a nested SELECT), SET
-    variables, and per-statement counters."""
+    variables, per-statement counters and the evaluation's :class:`~.limits.Meter`."""
 
-    __slots__ = ("calls", "ctx", "root", "row", "v2", "variables", "version")
+    __slots__ = ("calls", "ctx", "meter", "root", "row", "v2", "variables", "version")
 
     def __init__(self, ctx: Any, root: Any, variables: dict[str, Any], version: str, v2: bool,
-                 calls: list[int] | None = None) -> None:
+                 calls: list[int] | None = None, meter: Meter | None = None) -> None:
         self.ctx = ctx
         self.root = root
         self.row = root
@@ -50,9 +52,10 @@ class Env:
         self.version = version
         self.v2 = v2
         self.calls = calls if calls is not None else [0]
+        self.meter = meter if meter is not None else DEFAULT_LIMITS.meter()
 
     def child(self) -> Env:
-        return Env(self.ctx, self.root, self.variables, self.version, self.v2, self.calls)
+        return Env(self.ctx, self.root, self.variables, self.version, self.v2, self.calls, self.meter)
 
 
 def _const(value: Any) -> Fn:
@@ -70,8 +73,12 @@ def const_of(fn: Fn) -> Any:
 
 
 class Compiler:
-    def __init__(self, text: str, version: str, *, template: bool = False) -> None:
+    def __init__(self, text: str, version: str, *, template: bool = False, limits: Limits = DEFAULT_LIMITS) -> None:
         self.text = text
+        self.limits = limits
+        self.fold_meter = limits.meter()  # constant folding is bounded like an evaluation
+        self.nodes = 0  # expressions compiled: bounded by MAX_NODES, and what a nested SELECT costs per element
+        self.calls = 0
         self.version = version
         self.v2 = version != V2015
         self.template = template
@@ -94,8 +101,11 @@ class Compiler:
 
     def expr(self, node: ast.Node) -> Fn:
         self.depth += 1
+        self.nodes += 1
         if self.depth > MAX_DEPTH:
             raise self.error(f"the statement's expressions are more than {MAX_DEPTH} levels deep", node.pos)
+        if self.nodes > MAX_NODES:
+            raise self.error(f"the statement has more than {MAX_NODES} expressions", node.pos)
         try:
             return getattr(self, "_" + type(node).__name__)(node)
         finally:
@@ -200,7 +210,13 @@ class Compiler:
         normalize = self.v2 and node.op in ARITHMETIC
         if lc is not NOT_CONST and rc is not NOT_CONST:
             r = op(lc, rc)
+            if type(r) is str:
+                self.fold(lambda m: m.size(len(r)), node.pos)
             return _const(whole_to_int(r) if normalize else r)
+        if node.op == "+":
+            return _add(left, right, normalize)
+        if node.op in ("=", "<>", "IN") and (rc is NOT_CONST or type(rc) in (list, dict)):
+            return _metered_compare(op, left, right, node.op == "IN")
         if normalize:
             def arith(env: Env) -> Any:
                 r = op(left(env), right(env))
@@ -244,6 +260,7 @@ class Compiler:
                 v = f(env)
                 if v is not UNDEFINED:
                     out[k] = v
+            env.meter.container(out, "an object literal")
             return out
         return obj
 
@@ -257,6 +274,7 @@ class Compiler:
                 v = f(env)
                 if v is not UNDEFINED:
                     out.append(v)
+            env.meter.container(out, "an array literal")
             return out
         return array
 
@@ -282,11 +300,16 @@ class Compiler:
         self.need_v2("a nested SELECT", node.pos)
         source = self.expr(node.source) if not isinstance(node.source, ast.Star) else None
         self.nested += 1
+        before = self.nodes
         try:
             where = self.expr(node.where) if node.where is not None else None
             project = self.projection(node)
         finally:
             self.nested -= 1
+        per_element = STEP * (1 + self.nodes - before)  # what evaluating one element costs, about
+        # projecting one path of each element cannot make the output bigger than the source (plus a key per
+        # element): only other projections are measured
+        measure = not _projects_one_path(node)
 
         def nested(env: Env) -> Any:
             if source is None:
@@ -302,7 +325,11 @@ class Compiler:
                 else:
                     return UNDEFINED
             inner = env.child()
+            meter = env.meter
+            meter.charge(per_element * len(elements))  # up front: a loop too long for the budget never starts
             out = []
+            chars = 0  # of the strings in the output (numbers and the like are small)
+            containers = False  # some item is an array or object: weighed after the loop
             for element in elements:
                 inner.row = element
                 if where is not None and where(inner) is not True:
@@ -310,6 +337,16 @@ class Compiler:
                 v = project(inner)
                 if v is not UNDEFINED:
                     out.append(v)
+                    if measure:
+                        tv = type(v)
+                        if tv is str:
+                            chars += len(v)
+                        elif tv is dict or tv is list:
+                            containers = True
+            if containers:
+                meter.container(out, "the array a nested SELECT builds")
+            elif chars > meter.max_value_size:
+                meter.size(chars, "the array a nested SELECT builds")
             if wrap:
                 return out
             return out[0] if out else UNDEFINED
@@ -326,6 +363,9 @@ class Compiler:
             raise self.error(f"{UNSUPPORTED_REASONS[name]}; rules using it cannot run here", node.pos)
         if spec.since == V2016:
             self.need_v2(f"{name}()", node.pos)
+        self.calls += 1
+        if self.calls > MAX_FUNCTION_CALLS:
+            raise self.error(f"the statement calls more than {MAX_FUNCTION_CALLS} functions", node.pos)
         self.functions.add(name)
         if spec.external:
             self.needs_services = True
@@ -346,7 +386,19 @@ class Compiler:
                 raise self.error("decode(*, 'proto', ...) reads a protobuf descriptor from Amazon S3, which has no "
                                  "local counterpart in thingcore; rules using it cannot run here", node.pos)
         args = [self._argument(name, i, a) for i, a in enumerate(node.args)]
-        return self._call(spec, args)
+        if name in PATTERN_FUNCTIONS:
+            pattern = const_of(args[PATTERN_FUNCTIONS[name]])
+            problem = pattern_error(pattern) if type(pattern) is str else None
+            if problem is not None:
+                raise self.error(problem, node.args[PATTERN_FUNCTIONS[name]].pos)
+        return self._call(spec, args, node.pos)
+
+    def fold(self, compute: Callable[[Meter], Any], pos: int) -> Any:
+        """Evaluate a constant expression now, within the limits an evaluation has (SqlError past them)."""
+        try:
+            return compute(self.fold_meter)
+        except SqlRuntimeError as exc:
+            raise self.error(f"this constant expression cannot be evaluated: {exc}", pos) from None
 
     def _argument(self, name: str, index: int, node: ast.Node) -> Fn:
         # encode(*, ...) reads the payload's raw bytes, JSON or not (a nested SELECT's * is its element).
@@ -358,13 +410,16 @@ class Compiler:
             return raw_payload
         return self.expr(node)
 
-    def _call(self, spec: FunctionSpec, args: list[Fn]) -> Fn:
+    def _call(self, spec: FunctionSpec, args: list[Fn], pos: int = 0) -> Fn:
         impl = spec.impl
         v2 = self.v2
         consts = [const_of(a) for a in args]
         if spec.pure and all(c is not NOT_CONST for c in consts):
-            r = impl(*consts)
+            metered = spec.metered
+            r = self.fold(lambda m: impl(m, *consts) if metered else impl(*consts), pos)
             return _const(whole_to_int(r) if v2 else r)
+        if spec.metered:
+            return self._call_metered(impl, args)
         n = len(args)
         if spec.env:
             if n == 0:
@@ -409,6 +464,29 @@ class Compiler:
             return whole_to_int(r) if v2 and type(r) is float else r
         return call
 
+    def _call_metered(self, impl: Callable[..., Any], args: list[Fn]) -> Fn:
+        """A function that takes the evaluation's meter first (string, regexp, encoding functions)."""
+        v2 = self.v2
+        if len(args) == 1:
+            (a,) = args
+
+            def call_metered1(env: Env) -> Any:
+                r = impl(env.meter, a(env))
+                return whole_to_int(r) if v2 and type(r) is float else r
+            return call_metered1
+        if len(args) == 2:
+            a, b = args
+
+            def call_metered2(env: Env) -> Any:
+                r = impl(env.meter, a(env), b(env))
+                return whole_to_int(r) if v2 and type(r) is float else r
+            return call_metered2
+
+        def call_metered(env: Env) -> Any:
+            r = impl(env.meter, *[a(env) for a in args])
+            return whole_to_int(r) if v2 and type(r) is float else r
+        return call_metered
+
     def _get_or_default(self, node: ast.Call) -> Fn:
         """``get_or_default(expr, default)``: the default when expr is Undefined, Null, or fails."""
         value = self.expr(node.args[0])
@@ -417,6 +495,8 @@ class Compiler:
         def get_or_default(env: Env) -> Any:
             try:
                 v = value(env)
+            except SqlLimitError:
+                raise  # the evaluation is over budget: nothing may carry on
             except SqlRuntimeError:
                 v = UNDEFINED
             return default(env) if v is UNDEFINED or v is None else v
@@ -477,6 +557,52 @@ class Compiler:
                     _set_path(out, key, v)
             return out
         return select_items
+
+
+def _add(left: Fn, right: Fn, normalize: bool) -> Fn:
+    """``+``: numbers add; with a string on either side it concatenates, within max_value_size."""
+    def add(env: Env) -> Any:
+        r = op_add(left(env), right(env))
+        t = type(r)
+        if t is float:
+            return whole_to_int(r) if normalize else r
+        if t is str and len(r) > 4096:
+            env.meter.size(len(r), "the string '+' builds")
+        return r
+    return add
+
+
+def _projects_one_path(node: ast.Select) -> bool:
+    """Whether a SELECT outputs, per element, one attribute path of it (``SELECT VALUE a.b``, ``SELECT a AS
+    x``, ``SELECT *``)."""
+    if len(node.items) != 1:
+        return False
+    expr = node.items[0].expr
+    while isinstance(expr, ast.Member):
+        expr = expr.target
+    return expr is None or isinstance(expr, (ast.Attribute, ast.Star))
+
+
+def _metered_compare(op: Callable[[Any, Any], Any], left: Fn, right: Fn, is_in: bool) -> Fn:
+    """``=``, ``<>`` and ``IN`` compare arrays and objects item by item: that work is charged."""
+    def compare(env: Env) -> Any:
+        a = left(env)
+        b = right(env)
+        ta = type(a)
+        tb = type(b)
+        if ta is list or ta is dict or tb is list or tb is dict:
+            _charge_compare(env.meter, a, b, is_in)
+        return op(a, b)
+    return compare
+
+
+def _charge_compare(meter: Meter, a: Any, b: Any, is_in: bool) -> None:
+    limit = meter.max_value_size
+    walked = weigh(a, limit)[1]
+    if is_in and type(b) is list:
+        meter.charge(STEP * len(b) * walked)  # a compared with each item
+    else:  # two walks to weigh them, one to compare
+        meter.charge(3 * STEP * (walked + weigh(b, limit)[1]))
 
 
 def _path_v2(keys: tuple[str, ...]) -> Fn:

@@ -90,6 +90,9 @@ def op_in(a: Any, b: Any) -> Any:
     return any(sql_equals(a, item) is True for item in b)
 
 
+_INT_LIMIT = 10 ** 34
+
+
 def _finite(f: float) -> Any:
     return f if math.isfinite(f) else UNDEFINED
 
@@ -132,11 +135,20 @@ def op_sub(a: Any, b: Any) -> Any:
 
 
 def op_mul(a: Any, b: Any) -> Any:
+    """Int * Int stays an Int while it fits AWS's 34 digits; beyond, a Decimal (so repeated products
+    cannot grow numbers, and the time to compute them, without bound)."""
     x, y = _decimals(a, b)
     if x is UNDEFINED:
         return UNDEFINED
     r = x * y
-    return r if type(r) is int else _finite(r)
+    if type(r) is int:
+        if -_INT_LIMIT < r < _INT_LIMIT:
+            return r
+        try:
+            return _finite(float(r))
+        except OverflowError:
+            return UNDEFINED
+    return _finite(r)
 
 
 def op_div(a: Any, b: Any) -> Any:

@@ -6,6 +6,8 @@ comparisons (= <> < <= > >= IN), + -, * / %, unary - +, member access ``a.b``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from . import ast
 from .errors import SqlError
 from .lexer import EOF, IDENT, KEYWORD, NUMBER, OP, STRING, VARIABLE, Lexer, Token
@@ -176,6 +178,16 @@ class Parser:
         finally:
             self.depth -= 1
 
+    def _nested(self, parse: Callable[[], ast.Node]) -> ast.Node:
+        """A prefix operator's operand (``- - x``, ``NOT NOT x``): counted like a parenthesised level."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail([], f"the statement nests expressions more than {MAX_NESTING} levels deep")
+        try:
+            return parse()
+        finally:
+            self.depth -= 1
+
     def _or(self) -> ast.Node:
         left = self._and()
         while self.is_kw("OR"):
@@ -193,7 +205,7 @@ class Parser:
     def _not(self) -> ast.Node:
         if self.is_kw("NOT"):
             pos = self.advance().pos
-            return ast.Unary(pos, "NOT", self._not())
+            return ast.Unary(pos, "NOT", self._nested(self._not))
         return self._comparison()
 
     def _comparison(self) -> ast.Node:
@@ -228,7 +240,7 @@ class Parser:
     def unary(self) -> ast.Node:
         if self.tok.kind == OP and self.tok.value in ("-", "+"):
             tok = self.advance()
-            operand = self.unary()
+            operand = self._nested(self.unary)
             if isinstance(operand, ast.Literal) and type(operand.value) in (int, float):
                 return ast.Literal(tok.pos, -operand.value if tok.value == "-" else operand.value)
             return ast.Unary(tok.pos, tok.value, operand)

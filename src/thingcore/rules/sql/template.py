@@ -14,6 +14,7 @@ from typing import Any
 from .compiler import NOT_CONST, Compiler, Env, check_version, const_of
 from .context import MessageContext
 from .errors import SqlError
+from .limits import DEFAULT_LIMITS, Limits
 from .parser import parse_template_expression
 from .values import UNDEFINED, to_string
 
@@ -30,11 +31,15 @@ def render_value(v: Any) -> str:
 
 
 class Template:
-    __slots__ = ("_parts", "_v2", "functions", "needs_services", "text", "version")
+    __slots__ = ("_meter", "_parts", "_v2", "functions", "limits", "needs_services", "text", "version")
 
     def __init__(self, text: str, version: str, parts: list[str | Callable[[Env], Any]], needs_services: bool,
-                 functions: frozenset[str]) -> None:
+                 functions: frozenset[str], limits: Limits = DEFAULT_LIMITS) -> None:
         self.text = text
+        self.limits = limits
+        # one meter reused, with a fresh budget per render, for templates rendered on the event loop (those
+        # without external functions: nothing re-enters them); the others get one per render
+        self._meter = None if needs_services else limits.meter()
         self.version = version
         self.needs_services = needs_services
         self.functions = functions
@@ -55,19 +60,32 @@ class Template:
         if len(parts) == 1 and type(parts[0]) is str:
             return parts[0]
         root = ctx.document()
-        env = Env(ctx, root, ctx._variables or {}, self.version, self._v2)
+        meter = self._meter
+        if meter is None:
+            meter = self.limits.meter()
+        else:
+            meter.left = meter.max_cost
+        env = Env(ctx, root, ctx._variables or {}, self.version, self._v2, meter=meter)
         out = []
         for p in parts:
             out.append(p if type(p) is str else render_value(p(env)))  # type: ignore[operator]
         return "".join(out)
 
 
-def compile_template(text: str, version: str | None = "2016-03-23") -> Template:
-    """Compile an action parameter; raises SqlError (position relative to ``text``) for a bad ``${...}``."""
+def compile_template(text: str, version: str | None = "2016-03-23", limits: Limits = DEFAULT_LIMITS) -> Template:
+    """Compile an action parameter; raises SqlError (position relative to ``text``) for a bad ``${...}``.
+    Rendering is bounded by ``limits`` as a statement's evaluation is (SqlLimitError past them)."""
     if not isinstance(text, str):
         raise SqlError("a substitution template must be a string")
     version = check_version(version)
-    compiler = Compiler(text, version, template=True)
+    try:
+        return _compile_template(text, version, limits)
+    except RecursionError:
+        raise SqlError("the substitution template nests too deeply to be compiled") from None
+
+
+def _compile_template(text: str, version: str, limits: Limits) -> Template:
+    compiler = Compiler(text, version, template=True, limits=limits)
     parts: list[str | Callable[[Env], Any]] = []
     literal: list[str] = []
     i = 0
@@ -95,4 +113,4 @@ def compile_template(text: str, version: str | None = "2016-03-23") -> Template:
         i += 1
     if literal or not parts:
         parts.append("".join(literal))
-    return Template(text, version, parts, compiler.needs_services, frozenset(compiler.functions))
+    return Template(text, version, parts, compiler.needs_services, frozenset(compiler.functions), limits)

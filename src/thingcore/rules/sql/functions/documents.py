@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..values import UNDEFINED, dumps, to_int
+from ..limits import Meter, weigh
+from ..values import UNDEFINED, to_int
 from .registry import V2016, sqlfunc
 
 TRANSFORM_LIMIT = 128 * 1024  # bytes of output AWS allows transform() to produce
@@ -34,11 +35,14 @@ def sql_isundefined(v: Any) -> bool:
     return v is UNDEFINED
 
 
-@sqlfunc("transform", 3, since=V2016)
-def sql_transform(mode: Any, obj: Any, array: Any) -> Any:
-    """Only ``enrichArray``: each object of the array gets the object's attributes merged in."""
+@sqlfunc("transform", 3, since=V2016, metered=True)
+def sql_transform(meter: Meter, mode: Any, obj: Any, array: Any) -> Any:
+    """Only ``enrichArray``: each object of the array gets the object's attributes merged in. The
+    result is Undefined past AWS's 128 KiB (measured without serializing it: the merged attributes
+    are shared by every item, so a serialization could be far bigger than the memory used)."""
     if mode != "enrichArray" or type(obj) is not dict or type(array) is not list:
         return UNDEFINED
+    meter.charge(len(array) * (len(obj) + 1))
     out = []
     for item in array:
         if type(item) is not dict:
@@ -47,7 +51,9 @@ def sql_transform(mode: Any, obj: Any, array: Any) -> Any:
         merged = dict(item)
         merged.update(obj)
         out.append(merged)
-    if len(dumps(out)) > TRANSFORM_LIMIT:
+    total, steps = weigh(out, TRANSFORM_LIMIT)
+    meter.charge(steps * 2)
+    if total > TRANSFORM_LIMIT:
         return UNDEFINED
     return out
 

@@ -8,6 +8,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+from ..limits import Meter
 from ..values import UNDEFINED, loads, normalize_v2, to_string
 from .registry import V2016, sqlfunc
 
@@ -48,24 +49,25 @@ def md2_hex(data: bytes) -> str:
     return bytes(x[:16]).hex()
 
 
-def _hash(digest: Callable[[bytes], str]) -> Callable[[Any], Any]:
-    def apply(v: Any) -> Any:
+def _hash(digest: Callable[[bytes], str], cost: int = 1) -> Callable[..., Any]:
+    def apply(meter: Meter, v: Any) -> Any:
         data = v if type(v) is bytes else to_string(v)
         if data is UNDEFINED:
             return UNDEFINED
         if type(data) is str:
             data = data.encode("utf-8", "surrogatepass")
+        meter.charge(len(data) * cost)
         return digest(data)
     return apply
 
 
-sqlfunc("md2", 1)(_hash(md2_hex))
+sqlfunc("md2", 1, metered=True)(_hash(md2_hex, 100))  # pure Python: about 1 µs a byte
 for _name in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512"):
-    sqlfunc(_name, 1)(_hash(lambda data, _n=_name: hashlib.new(_n, data).hexdigest()))
+    sqlfunc(_name, 1, metered=True)(_hash(lambda data, _n=_name: hashlib.new(_n, data).hexdigest()))
 
 
-@sqlfunc("encode", 2, since=V2016)
-def sql_encode(v: Any, scheme: Any) -> Any:
+@sqlfunc("encode", 2, since=V2016, metered=True)
+def sql_encode(meter: Meter, v: Any, scheme: Any) -> Any:
     """base64 of the value's String conversion; raw bytes (``encode(*, 'base64')`` of any payload)
     are encoded as they are."""
     if type(scheme) is not str or scheme.lower() != "base64":
@@ -77,10 +79,11 @@ def sql_encode(v: Any, scheme: Any) -> Any:
         if s is UNDEFINED:
             return UNDEFINED
         data = s.encode("utf-8", "surrogatepass")
+    meter.size((len(data) + 2) // 3 * 4, "the base64 text encode() builds")
     return base64.b64encode(data).decode("ascii")
 
 
-def decode_base64(v: Any, scheme: Any, v2: bool) -> Any:
+def decode_base64(v: Any, scheme: Any, v2: bool, meter: Meter | None = None) -> Any:
     """A decoded JSON document is returned as a value (so ``decode(x, 'base64').temperature``
     works), other text as a string; what cannot be decoded is Null."""
     if type(scheme) is not str or scheme.lower() != "base64":
@@ -88,6 +91,8 @@ def decode_base64(v: Any, scheme: Any, v2: bool) -> Any:
     s = to_string(v)
     if s is UNDEFINED:
         return UNDEFINED
+    if meter is not None:
+        meter.charge(len(s) * 2)  # decoded, then parsed as JSON
     try:
         raw = base64.b64decode(s.encode("ascii"), validate=True)
         text = raw.decode("utf-8")
@@ -104,4 +109,4 @@ def decode_base64(v: Any, scheme: Any, v2: bool) -> Any:
 def sql_decode(env: Any, v: Any, scheme: Any, *rest: Any) -> Any:
     if rest:
         return UNDEFINED
-    return decode_base64(v, scheme, env.v2)
+    return decode_base64(v, scheme, env.v2, env.meter)

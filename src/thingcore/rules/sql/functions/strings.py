@@ -1,11 +1,16 @@
 """String functions. Non-string arguments go through the standard String conversion, so
-``lower(["HELLO"])`` is ``'["hello"]'`` and Null/Undefined arguments give Undefined."""
+``lower(["HELLO"])`` is ``'["hello"]'`` and Null/Undefined arguments give Undefined.
+
+Each is ``metered``: it charges the characters it reads and writes to the evaluation's meter, and one
+that can grow its input (``concat``, ``replace``, the pads) checks the size of its result before building it.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from ..limits import Meter
 from ..values import UNDEFINED, string_to_int, to_string
 from .registry import V2016, sqlfunc
 
@@ -29,14 +34,24 @@ def _index(v: Any) -> Any:
     return UNDEFINED
 
 
-def _strings(*args: Any) -> list[Any] | None:
+def _strings(meter: Meter, *args: Any) -> list[Any] | None:
     out = []
+    size = 0
     for a in args:
         s = to_string(a)
         if s is UNDEFINED:
             return None
         out.append(s)
+        size += len(s)
+    meter.charge(size)
     return out
+
+
+def _string(meter: Meter, v: Any) -> Any:
+    s = to_string(v)
+    if s is not UNDEFINED:
+        meter.charge(len(s))
+    return s
 
 
 @sqlfunc("chr", 1)
@@ -47,64 +62,79 @@ def sql_chr(v: Any) -> Any:
     return chr(n)
 
 
-@sqlfunc("concat", 0, None)
-def sql_concat(*args: Any) -> Any:
+@sqlfunc("concat", 0, None, metered=True)
+def sql_concat(meter: Meter, *args: Any) -> Any:
     if not args:
         return UNDEFINED
     if len(args) == 1:
         return args[0]
     if any(type(a) is list for a in args):
+        meter.size(sum(len(a) if type(a) is list else 1 for a in args), "an array")
         out: list[Any] = []
         for a in args:
             if type(a) is list:
                 out.extend(a)
             elif a is not UNDEFINED:
                 out.append(a)
+        meter.container(out, "the array concat() builds")
         return out
-    parts = _strings(*args)
-    return UNDEFINED if parts is None else "".join(parts)
+    parts = _strings(meter, *args)
+    if parts is None:
+        return UNDEFINED
+    meter.size(sum(len(p) for p in parts), "the string concat() builds")
+    return "".join(parts)
 
 
-@sqlfunc("endswith", 2)
-def sql_endswith(s: Any, suffix: Any) -> Any:
-    p = _strings(s, suffix)
+@sqlfunc("endswith", 2, metered=True)
+def sql_endswith(meter: Meter, s: Any, suffix: Any) -> Any:
+    p = _strings(meter, s, suffix)
     return UNDEFINED if p is None else p[0].endswith(p[1])
 
 
-@sqlfunc("startswith", 2)
-def sql_startswith(s: Any, prefix: Any) -> Any:
-    p = _strings(s, prefix)
+@sqlfunc("startswith", 2, metered=True)
+def sql_startswith(meter: Meter, s: Any, prefix: Any) -> Any:
+    p = _strings(meter, s, prefix)
     return UNDEFINED if p is None else p[0].startswith(p[1])
 
 
-@sqlfunc("indexof", 2, since=V2016)
-def sql_indexof(s: Any, sub: Any) -> Any:
-    p = _strings(s, sub)
+@sqlfunc("indexof", 2, since=V2016, metered=True)
+def sql_indexof(meter: Meter, s: Any, sub: Any) -> Any:
+    p = _strings(meter, s, sub)
     return UNDEFINED if p is None else p[0].find(p[1])
 
 
-@sqlfunc("length", 1, since=V2016)
-def sql_length(s: Any) -> Any:
-    x = to_string(s)
+@sqlfunc("length", 1, since=V2016, metered=True)
+def sql_length(meter: Meter, s: Any) -> Any:
+    x = _string(meter, s)
     return UNDEFINED if x is UNDEFINED else len(x)
 
 
-@sqlfunc("numbytes", 1, since=V2016)
-def sql_numbytes(s: Any) -> Any:
-    x = to_string(s)
+@sqlfunc("numbytes", 1, since=V2016, metered=True)
+def sql_numbytes(meter: Meter, s: Any) -> Any:
+    x = _string(meter, s)
     return UNDEFINED if x is UNDEFINED else len(x.encode("utf-8", "surrogatepass"))
 
 
-@sqlfunc("lower", 1)
-def sql_lower(s: Any) -> Any:
-    x = to_string(s)
-    return UNDEFINED if x is UNDEFINED else x.lower()
+@sqlfunc("lower", 1, metered=True)
+def sql_lower(meter: Meter, s: Any) -> Any:
+    x = _string(meter, s)
+    if x is UNDEFINED:
+        return UNDEFINED
+    r = x.lower()
+    if len(r) != len(x):  # a few characters map to several ('ß' -> 'SS')
+        meter.size(len(r))
+    return r
 
 
-@sqlfunc("upper", 1)
-def sql_upper(s: Any) -> Any:
-    x = to_string(s)
-    return UNDEFINED if x is UNDEFINED else x.upper()
+@sqlfunc("upper", 1, metered=True)
+def sql_upper(meter: Meter, s: Any) -> Any:
+    x = _string(meter, s)
+    if x is UNDEFINED:
+        return UNDEFINED
+    r = x.upper()
+    if len(r) != len(x):  # a few characters map to several ('ß' -> 'SS')
+        meter.size(len(r))
+    return r
 
 
 def _pad_width(n: Any) -> Any:
@@ -114,52 +144,60 @@ def _pad_width(n: Any) -> Any:
     return min(max(w, 0), 1000)
 
 
-@sqlfunc("lpad", 2)
-def sql_lpad(s: Any, n: Any) -> Any:
+@sqlfunc("lpad", 2, metered=True)
+def sql_lpad(meter: Meter, s: Any, n: Any) -> Any:
     x = to_string(s)
     w = _pad_width(n)
     if x is UNDEFINED or w is UNDEFINED:
         return UNDEFINED
+    meter.size(len(x) + w, "the padded string")
     return " " * w + x
 
 
-@sqlfunc("rpad", 2)
-def sql_rpad(s: Any, n: Any) -> Any:
+@sqlfunc("rpad", 2, metered=True)
+def sql_rpad(meter: Meter, s: Any, n: Any) -> Any:
     x = to_string(s)
     w = _pad_width(n)
     if x is UNDEFINED or w is UNDEFINED:
         return UNDEFINED
+    meter.size(len(x) + w, "the padded string")
     return x + " " * w
 
 
-@sqlfunc("ltrim", 1)
-def sql_ltrim(s: Any) -> Any:
-    x = to_string(s)
+@sqlfunc("ltrim", 1, metered=True)
+def sql_ltrim(meter: Meter, s: Any) -> Any:
+    x = _string(meter, s)
     return UNDEFINED if x is UNDEFINED else x.lstrip(_TRIM)
 
 
-@sqlfunc("rtrim", 1)
-def sql_rtrim(s: Any) -> Any:
-    x = to_string(s)
+@sqlfunc("rtrim", 1, metered=True)
+def sql_rtrim(meter: Meter, s: Any) -> Any:
+    x = _string(meter, s)
     return UNDEFINED if x is UNDEFINED else x.rstrip(_TRIM)
 
 
-@sqlfunc("trim", 1)
-def sql_trim(s: Any) -> Any:
-    x = to_string(s)
+@sqlfunc("trim", 1, metered=True)
+def sql_trim(meter: Meter, s: Any) -> Any:
+    x = _string(meter, s)
     return UNDEFINED if x is UNDEFINED else x.strip(_TRIM)
 
 
-@sqlfunc("replace", 3)
-def sql_replace(s: Any, old: Any, new: Any) -> Any:
-    p = _strings(s, old, new)
-    return UNDEFINED if p is None else p[0].replace(p[1], p[2])
+@sqlfunc("replace", 3, metered=True)
+def sql_replace(meter: Meter, s: Any, old: Any, new: Any) -> Any:
+    p = _strings(meter, s, old, new)
+    if p is None:
+        return UNDEFINED
+    x, a, b = p
+    if len(b) > len(a):  # the result can grow: its size is known before it is built
+        count = x.count(a) if a else len(x) + 1
+        meter.size(len(x) + count * (len(b) - len(a)), "the string replace() builds")
+    return x.replace(a, b)
 
 
-@sqlfunc("substring", 2, 3)
-def sql_substring(s: Any, start: Any, end: Any = None) -> Any:
+@sqlfunc("substring", 2, 3, metered=True)
+def sql_substring(meter: Meter, s: Any, start: Any, end: Any = None) -> Any:
     """0-based, end exclusive; indices clamped to the string; start >= end gives ''."""
-    x = to_string(s)
+    x = _string(meter, s)
     if x is UNDEFINED:
         return UNDEFINED
     n = len(x)

@@ -5,7 +5,8 @@
 are implemented (era, years, months, days, weekdays, AM/PM, the four hour kinds, minutes, seconds,
 fractions, zone names, ids and offsets, quoted literals, ``[optional]`` sections when parsing);
 an unknown letter, like a value that does not fit the pattern, makes the function Undefined.
-Time zones come from the system's tz database (``zoneinfo``).
+Time zones come from the system's tz database (``zoneinfo``). A parse pattern becomes an RE2 expression
+(linear time: a pattern taken from the message cannot make matching backtrack).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import re2
+
+from ..limits import Meter
 from ..values import UNDEFINED, to_int, to_string
 from .registry import V2016, sqlfunc
 
@@ -36,6 +40,9 @@ ABBREVIATIONS = {
     "EEST": "Europe/Helsinki", "WET": "Europe/Lisbon", "WEST": "Europe/Lisbon", "IST": "Asia/Kolkata",
     "JST": "Asia/Tokyo", "KST": "Asia/Seoul", "AEST": "Australia/Sydney", "AEDT": "Australia/Sydney",
 }
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_OPTIONS.max_mem = 1 << 20
 _OFFSET = re.compile(r"(?:(?:UTC|GMT|UT)?([+-])(\d{1,2})(?::?(\d{2}))?(?::?(\d{2}))?)|(?:UTC|GMT|UT|Z)")
 
 
@@ -192,11 +199,12 @@ def format_time(pattern: str, millis: int, zone: dt.tzinfo) -> str:
     return "".join(v if kind == "text" else _format_field(d, *v) for kind, v in _format_plan(pattern))
 
 
-@sqlfunc("parse_time", 2, 3, since=V2016)
-def sql_parse_time(pattern: Any, millis: Any, zone: Any = "UTC") -> Any:
+@sqlfunc("parse_time", 2, 3, since=V2016, metered=True)
+def sql_parse_time(meter: Meter, pattern: Any, millis: Any, zone: Any = "UTC") -> Any:
     """Format epoch milliseconds with a Joda-Time pattern in a zone (default UTC)."""
     if type(pattern) is not str or type(zone) is not str:
         return UNDEFINED
+    meter.charge(len(pattern) * 4)  # the output is about as long as the pattern
     ms = to_int(millis)
     tz = zone_from_id(zone)
     if type(ms) is not int or tz is None:
@@ -273,7 +281,8 @@ def _parse_plan(pattern: str) -> tuple[Any, dict[str, tuple[str, int]]]:
             fields[name] = (letter, count)
             parts.append(_field_regex(letter, count, name))
     parts.append(")?" * depth)
-    return re.compile("".join(parts), re.IGNORECASE), fields
+    return re2.compile("(?i)" + "".join(parts), _RE2_OPTIONS), fields
+
 
 
 def parse_epoch_millis(text: str, pattern: str) -> int | None:
@@ -358,15 +367,16 @@ def parse_epoch_millis(text: str, pattern: str) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-@sqlfunc("time_to_epoch", 2, since=V2016)
-def sql_time_to_epoch(text: Any, pattern: Any) -> Any:
+@sqlfunc("time_to_epoch", 2, since=V2016, metered=True)
+def sql_time_to_epoch(meter: Meter, text: Any, pattern: Any) -> Any:
     """Parse a date/time string with a JDK 11 pattern into epoch milliseconds (UTC unless it has a zone)."""
     s = to_string(text)
     p = to_string(pattern)
     if s is UNDEFINED or p is UNDEFINED:
         return UNDEFINED
+    meter.charge(len(s) * (1 + len(p) // 40) + len(p) * 4)  # as a regexp_matches() of the compiled pattern
     try:
         ms = parse_epoch_millis(s, p)
-    except (PatternError, ValueError, OverflowError, re.error):
+    except (PatternError, ValueError, OverflowError, re2.error):
         return UNDEFINED
     return UNDEFINED if ms is None else ms
