@@ -219,6 +219,8 @@ class Thingcore(Broker):
         # subscriber's queue drains): it loses no acknowledged message without a bigger queue.
         # BENCH_THINGCORE_QUEUE sets the queue bound, to compare like for like with mosquitto's.
         env = dict(os.environ)
+        if env.get("PYTHONPATH"):  # the broker runs in its own directory: a relative entry would miss
+            env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(x) for x in env["PYTHONPATH"].split(os.pathsep) if x)
         if "BENCH_THINGCORE_QUEUE" in os.environ:
             env["THINGCORE_LIMITS__MAX_QUEUED_MESSAGES"] = os.environ["BENCH_THINGCORE_QUEUE"]
         env["THINGCORE_LIMITS__MAX_INFLIGHT"] = "100"
