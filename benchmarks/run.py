@@ -387,7 +387,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def auth_verdict(results: dict[str, dict[str, list[dict]]]) -> str:
-    """One line per auth load: the ratio against its target (throughput >= 0.9x, memory not more)."""
+    """Lines comparing thingcore+auth with thingcore against the targets of issue 12.
+
+    Throughput: at least 0.9x, judged on the delivered rate and, because rates swing between rounds
+    on a shared machine, also on the broker's CPU per message (the rate the broker's own work allows).
+    Idle memory per connection: no more than without auth, give or take 0.5 KB of RSS noise.
+    """
+
+    def verdict(ok: bool) -> str:
+        return "[green]met[/green]" if ok else "[red]NOT met[/red]"
+
     lines = []
     for load in AUTH_LOADS:
         per = results.get(load, {})
@@ -399,19 +408,17 @@ def auth_verdict(results: dict[str, dict[str, list[dict]]]) -> str:
             lines.append(f"  {load}: [red]no figures[/red]")
             continue
         ratio = a[key] / b[key]
-        if higher:
-            ok, target = ratio >= 0.9, ">= 0.90x"
-        else:
-            # idle memory: not more than without auth, give or take the noise of RSS pages (0.5 KB)
-            ok, target = a[key] <= b[key] + 0.5, "no more than without auth (+0.5 KB noise)"
-        verdict = "[green]met[/green]" if ok else "[red]NOT met[/red]"
-        line = (f"  {load}: {key} {fmt(a[key])} with auth, {fmt(b[key])} without: {ratio:.3f}x "
-                f"(target {target}) {verdict}")
+        if not higher:
+            lines.append(f"  {load}: {key} {fmt(a[key])} with auth vs {fmt(b[key])} without = {ratio:.3f}x, "
+                         f"target: not more (+0.5 KB noise) {verdict(a[key] <= b[key] + 0.5)}")
+            continue
+        line = f"  {load}: {key} {fmt(a[key])} vs {fmt(b[key])} = {ratio:.3f}x {verdict(ratio >= 0.9)}"
         cpu_a, cpu_b = a.get("broker CPU µs/msg"), b.get("broker CPU µs/msg")
-        if cpu_a and cpu_b:  # steadier than the rates on a shared machine
-            line += f"; broker CPU per message {cpu_a:.2f} vs {cpu_b:.2f} µs ({cpu_b / cpu_a:.3f}x the rate it allows)"
-        lines.append(line)
-    return "auth cost:\n" + "\n".join(lines)
+        if cpu_a and cpu_b:
+            by_cpu = cpu_b / cpu_a
+            line += f"; broker CPU µs/msg {cpu_a:.2f} vs {cpu_b:.2f} = {by_cpu:.3f}x {verdict(by_cpu >= 0.9)}"
+        lines.append(line + " (target >= 0.90x)")
+    return "auth cost (with auth vs without):\n" + "\n".join(lines)
 
 
 def _json_default(o: Any) -> Any:
