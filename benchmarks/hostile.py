@@ -85,23 +85,30 @@ class GoodPublisher(Client):
         self.acked = bytearray()  # acked[seq] = 1 once the broker acknowledged it
         self.count = 0  # PUBACKs received
         self.running = False
-        self.started = 0.0
+        self.tokens = 0.0
+        self.last_tick = 0.0
 
     def start(self) -> None:
         self.on_data = self.hot
         self.running = True
-        self.started = time.monotonic()
+        self.last_tick = time.monotonic()
         self.fill()
         rest = self.leftover()
         if rest:
             self.hot(rest)
 
     def allowed(self) -> int:
-        """How many more may go out now: the window, and with a rate what is due."""
+        """How many more may go out now: the window, and with a rate what is due.
+
+        Paced, the publisher earns ``rate`` messages a second but keeps at most 50 ms of them: time
+        the broker made it wait is lost, not caught up with a burst afterwards.
+        """
         n = self.window - len(self.pending)
         if self.rate:
-            due = int((time.monotonic() - self.started) * self.rate) - self.seq
-            n = min(n, due)
+            now = time.monotonic()
+            self.tokens = min(self.tokens + (now - self.last_tick) * self.rate, max(1.0, self.rate * 0.05))
+            self.last_tick = now
+            n = min(n, int(self.tokens))
         return n
 
     def fill(self) -> None:
@@ -122,6 +129,7 @@ class GoodPublisher(Client):
             self.pending[pid] = self.seq
             out.append(self.head + pack(">HQ", pid, self.seq) + self.pad)
             self.seq += 1
+        self.tokens -= n
         self.acked.extend(bytes(n))
         self.transport.write(b"".join(out))
 
