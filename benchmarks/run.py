@@ -1,4 +1,5 @@
-"""``python -m benchmarks.run``: the same loads against thingcore and mosquitto, alternating.
+"""``python -m benchmarks.run``: the same loads against thingcore and mosquitto, alternating (with
+``--auth``: against thingcore with a password file and access rules and thingcore without).
 
 See docs/benchmarks.md for what each load measures and how the figures are computed.
 """
