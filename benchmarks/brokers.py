@@ -34,10 +34,11 @@ def _raise_child_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
 
-def mqtt_probe(port: int, timeout: float = 2.0) -> None:
+def mqtt_probe(port: int, timeout: float = 2.0, credentials: tuple[str, str] | None = None) -> None:
     """One CONNECT / CONNACK round trip; raises if the broker does not accept a client."""
+    user, password = credentials or (None, None)
     with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.sendall(wire.connect("bench-probe", 0))
+        s.sendall(wire.connect("bench-probe", 0, username=user, password=password))
         data = b""
         while len(data) < 4:
             chunk = s.recv(4 - len(data))
@@ -63,6 +64,8 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "broker.log"
         self.starts = 0
+        # (user name, password) the readiness probe logs in with, when anonymous clients are refused
+        self.credentials: tuple[str, str] | None = None
 
     @property
     def pid(self) -> int:
@@ -76,6 +79,10 @@ class Broker:
         return ""
 
     def env(self) -> dict[str, str] | None:
+        return None
+
+    def login(self, role: str) -> tuple[str, str] | None:
+        """(user name, password) for a load's client ("sub", "pub<i>", "idle<i>"); None: anonymous."""
         return None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -102,7 +109,7 @@ class Broker:
                     f"{self.label} exited with code {self.proc.returncode} on start-up:\n{self.log_tail()}"
                 )
             try:
-                mqtt_probe(self.port)
+                mqtt_probe(self.port, credentials=self.credentials)
                 return
             except OSError as exc:
                 last = exc
@@ -200,13 +207,20 @@ class Thingcore(Broker):
             str(http_port),
             "--data-dir",
             str(data),
+            *self.extra_args(),
         ]
+
+    def extra_args(self) -> list[str]:
+        """More `thingcore serve` arguments (a subclass adds `--config`)."""
+        return []
 
     def env(self) -> dict[str, str] | None:
         # thingcore's defaults (100 in flight, 1 000 queued, back-pressure on QoS 1/2 publishers while a
         # subscriber's queue drains): it loses no acknowledged message without a bigger queue.
         # BENCH_THINGCORE_QUEUE sets the queue bound, to compare like for like with mosquitto's.
         env = dict(os.environ)
+        if env.get("PYTHONPATH"):  # the broker runs in its own directory: a relative entry would miss
+            env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(x) for x in env["PYTHONPATH"].split(os.pathsep) if x)
         if "BENCH_THINGCORE_QUEUE" in os.environ:
             env["THINGCORE_LIMITS__MAX_QUEUED_MESSAGES"] = os.environ["BENCH_THINGCORE_QUEUE"]
         env["THINGCORE_LIMITS__MAX_INFLIGHT"] = "100"

@@ -102,8 +102,10 @@ class Client(asyncio.Protocol):
         except TimeoutError:
             raise BrokerError(f"{self.client_id}: no {what} within {CONNECT_TIMEOUT:.0f} s") from None
 
-    async def mqtt_connect(self, keepalive: int = 0) -> None:
-        body = await self.request(wire.connect(self.client_id, keepalive), wire.CONNACK, "CONNACK")
+    async def mqtt_connect(self, keepalive: int = 0, username: str | None = None,
+                           password: str | None = None) -> None:
+        packet = wire.connect(self.client_id, keepalive, username=username, password=password)
+        body = await self.request(packet, wire.CONNACK, "CONNACK")
         if len(body) != 2 or body[1] != 0:
             raise BrokerError(f"{self.client_id}: CONNACK refused or malformed: {body.hex()}")
 
@@ -273,6 +275,8 @@ class ClientSpec:
     qos: int = 0
     topic_len: int = 0
     window: int = 100
+    username: str | None = None  # with a password: CONNECT with credentials (the auth comparison)
+    password: str | None = None
 
 
 @dataclass
@@ -326,16 +330,16 @@ async def _throughput(host: str, port: int, specs: list[ClientSpec], conn: Any,
             if spec.role == "sub":
                 client: Client = await _connect(host, port, lambda s=spec: Subscriber(s.client_id, s.topic_len, s.qos),
                                                  ws_path)
-                await client.mqtt_connect()
+                await client.mqtt_connect(0, spec.username, spec.password)
                 await client.mqtt_subscribe(spec.topic, spec.qos)
                 client.start()  # type: ignore[attr-defined]
             elif spec.role == "pub0":
                 client = await _connect(host, port, lambda s=spec: Qos0Publisher(s.client_id, s.topic), ws_path)
-                await client.mqtt_connect()
+                await client.mqtt_connect(0, spec.username, spec.password)
             else:
                 client = await _connect(host, port, lambda s=spec: Qos1Publisher(s.client_id, s.topic, s.window),
                                         ws_path)
-                await client.mqtt_connect()
+                await client.mqtt_connect(0, spec.username, spec.password)
             clients.append(client)
         conn.send(("ready", None))
         plan: Plan = await loop.run_in_executor(None, conn.recv)
@@ -457,18 +461,34 @@ async def _latency(host: str, port: int, rate: int, conn: Any) -> LatencyResult:
 
 @dataclass
 class MemoryResult:
+    rss_start_kb: int = 0  # before the warm-up logins
     rss_before_kb: int = 0
     rss_after_kb: int = 0
     connected: int = 0
     errors: list[str] = field(default_factory=list)
 
 
-async def _idle_connections(host: str, port: int, n: int, broker_pid: int, conn: Any) -> MemoryResult:
+async def _idle_connections(host: str, port: int, n: int, broker_pid: int, conn: Any,
+                            credentials: list[tuple[str, str]] | None = None) -> MemoryResult:
+    """``n`` idle clients; with ``credentials``, client i logs in as ``credentials[i % len]``.
+
+    Before the "before" reading each distinct login (or one anonymous client) connects and leaves
+    once, one at a time: what a broker spends once on its first login (a password hash's working
+    memory, caches) is then in ``rss_before_kb - rss_start_kb``, not in the per-connection figure.
+    """
     limit = raise_nofile()
     res = MemoryResult()
     if limit < n + 64:
         res.errors.append(f"RLIMIT_NOFILE is {limit}, too low for {n} connections")
         return res
+    await asyncio.sleep(0.5)
+    res.rss_start_kb = read_rss_kb(broker_pid)
+    for k, (user, password) in enumerate(dict.fromkeys(credentials or [(None, None)])):
+        c = await _connect(host, port, lambda k=k: Client(f"bench-idle-warm-{k}"))
+        try:
+            await c.mqtt_connect(0, user, password)
+        finally:
+            c.close()
     await asyncio.sleep(0.5)
     res.rss_before_kb = read_rss_kb(broker_pid)
     clients: list[Client] = []
@@ -480,7 +500,8 @@ async def _idle_connections(host: str, port: int, n: int, broker_pid: int, conn:
             try:
                 c = await _connect(host, port, lambda: Client(f"bench-idle-{i}"))
                 clients.append(c)
-                await c.mqtt_connect(keepalive=0)
+                user, password = credentials[i % len(credentials)] if credentials else (None, None)
+                await c.mqtt_connect(0, user, password)
             except BrokerError as exc:
                 failures.append(str(exc))
 
@@ -509,7 +530,7 @@ def worker(kind: str, host: str, port: int, args: dict, conn: Any) -> None:
         elif kind == "latency":
             coro = _latency(host, port, args["rate"], conn)
         elif kind == "memory":
-            coro = _idle_connections(host, port, args["n"], args["broker_pid"], conn)
+            coro = _idle_connections(host, port, args["n"], args["broker_pid"], conn, args.get("credentials"))
         else:
             raise ValueError(kind)
         result = asyncio.run(coro)

@@ -1,4 +1,5 @@
-"""``python -m benchmarks.run``: the same loads against thingcore and mosquitto, alternating.
+"""``python -m benchmarks.run``: the same loads against thingcore and mosquitto, alternating (with
+``--auth``: against thingcore with a password file and access rules and thingcore without).
 
 See docs/benchmarks.md for what each load measures and how the figures are computed.
 """
@@ -22,10 +23,13 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import loadgen
+from benchmarks.auth import RULES, ThingcoreAuth
 from benchmarks.brokers import HOST, Broker, Mosquitto, Thingcore, thingcore_available
 from benchmarks.loadgen import ClientSpec, Plan
 
 LOADS = ["qos0-fan-in", "qos0-fan-in-ws", "qos1-fan-in", "qos0-fan-out", "latency", "idle-memory"]
+# the loads the auth comparison (thingcore+auth against thingcore) runs
+AUTH_LOADS = ["qos0-fan-in", "qos1-fan-in", "idle-memory"]
 RESULTS_DIR = Path(__file__).parent / "results"
 console = Console(highlight=False)
 CTX = mp.get_context("fork")
@@ -112,9 +116,14 @@ def topic(i: int) -> str:
 
 def load_fan_in(broker: Broker, run: str, qos: int, timing: tuple[float, float], ws: bool = False) -> dict:
     """4 publishers -> 1 subscriber; with ``ws`` every client speaks MQTT over WebSocket."""
-    sub = ClientSpec("sub", f"{run}-sub", "bench/+/data", qos, topic_len=len(topic(0)))
+    user, password = broker.login("sub") or (None, None)
+    sub = ClientSpec("sub", f"{run}-sub", "bench/+/data", qos, topic_len=len(topic(0)), username=user,
+                     password=password)
     role = "pub1" if qos else "pub0"
-    pubs = [ClientSpec(role, f"{run}-pub{i}", topic(i), qos, window=100) for i in range(4)]
+    pubs = []
+    for i in range(4):
+        user, password = broker.login(f"pub{i}") or (None, None)
+        pubs.append(ClientSpec(role, f"{run}-pub{i}", topic(i), qos, window=100, username=user, password=password))
     parts: list[dict] = [{"specs": [sub]}, {"specs": pubs[:2]}, {"specs": pubs[2:]}]
     if ws:
         for part in parts:
@@ -167,10 +176,12 @@ def load_latency(broker: Broker, run: str, timing: tuple[float, float], rate: in
 def load_idle_memory(broker: Broker, run: str, n: int) -> dict:
     broker.restart()  # a fresh process: earlier loads' freed memory would hide the cost
     settle(broker)
-    (res,) = run_workers(broker, "memory", [{"n": n, "broker_pid": broker.pid}], None)
+    logins = [c for c in (broker.login(f"idle{i}") for i in range(min(n, 100))) if c is not None]
+    (res,) = run_workers(broker, "memory", [{"n": n, "broker_pid": broker.pid, "credentials": logins or None}], None)
     fig: dict[str, Any] = {
         "KB/connection": (res.rss_after_kb - res.rss_before_kb) / n,
         "RSS before MB": res.rss_before_kb / 1024,
+        "first logins MB": (res.rss_before_kb - res.rss_start_kb) / 1024,
         "RSS after MB": res.rss_after_kb / 1024,
         "connected": res.connected,
     }
@@ -246,9 +257,22 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help=f"run only these loads (repeatable, or comma-separated): {', '.join(LOADS)}",
     )
-    ap.add_argument("--quick", action="store_true", help="short runs, 1 000 idle connections: a smoke test")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="short runs, 1 000 idle connections, and the --auth comparison too: a smoke test",
+    )
     ap.add_argument("--rounds", type=int, help="runs per broker and load (default 2; 1 with --quick)")
     ap.add_argument("--connections", type=int, help="idle connections for the memory load (default 10 000)")
+    ap.add_argument(
+        "--auth",
+        action="store_true",
+        help=(
+            f"compare thingcore with a password file (argon2 users, anonymous refused) and {len(RULES)} access "
+            "rules ('thingcore+auth') against thingcore without auth, instead of against mosquitto, on "
+            f"{', '.join(AUTH_LOADS)} (or those of them --only names)"
+        ),
+    )
     ap.add_argument(
         "--mosquitto-twice",
         action="store_true",
@@ -256,16 +280,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    only = [x.strip() for o in (args.only or []) for x in o.split(",") if x.strip()] or LOADS
+    only = [x.strip() for o in (args.only or []) for x in o.split(",") if x.strip()]
     for name in only:
         if name not in LOADS:
             ap.error(f"unknown load {name!r}; choose from {', '.join(LOADS)}")
+    if args.auth and args.mosquitto_twice:
+        ap.error("--auth and --mosquitto-twice do not go together")
+    if args.auth:
+        only = [x for x in (only or AUTH_LOADS) if x in AUTH_LOADS]
+        if not only:
+            ap.error(f"--auth runs only {', '.join(AUTH_LOADS)}")
+    only = only or LOADS
     quick = args.quick
     duration = args.duration or (2.0 if quick else 5.0)
     warmup = 0.5 if quick else 1.5
     lat_duration = args.duration or (2.0 if quick else 8.0)
     rounds = args.rounds or (1 if quick else 2)
     n_idle = args.connections or (1000 if quick else 10000)
+
+    # the comparisons to print, each (label a, label b): ratio a / b
+    pairs: list[tuple[str, str]] = [] if args.auth else [("thingcore", "mosquitto")]
+    auth_loads = [x for x in only if x in AUTH_LOADS] if (args.auth or quick) and not args.mosquitto_twice else []
+    if auth_loads:
+        pairs.append(("thingcore+auth", "thingcore"))
 
     if not args.mosquitto_twice:
         ok, why = thingcore_available()
@@ -274,33 +311,45 @@ def main(argv: list[str] | None = None) -> int:
             console.print("Use --mosquitto-twice to check the generator against two mosquittos.")
             return 2
 
-    console.print(f"[bold]thingcore vs mosquitto[/bold] — {machine_note()}")
+    console.print(f"[bold]{'; '.join(f'{a} vs {b}' for a, b in pairs)}[/bold] — {machine_note()}")
     console.print(
         "Figures come from a shared, noisy machine and the load generator shares its CPUs with the "
-        "broker: compare the ratio thingcore/mosquitto, not the absolute numbers."
+        "broker: compare the ratios, not the absolute numbers."
     )
     console.print(
-        f"Each load runs {rounds}x per broker, alternating thingcore, mosquitto, thingcore, ...; "
-        "the table shows each broker's best round (highest throughput, lowest p99, lowest KB/conn)."
+        f"Each load runs {rounds}x per broker, alternating between the brokers; "
+        "the tables show each broker's best round (highest throughput, lowest p99, lowest KB/conn)."
     )
+    if auth_loads:
+        console.print(
+            f"thingcore+auth: every client logs in (password file of argon2id users, anonymous refused) and "
+            f"{len(RULES)} access rules apply (%u and %c topics; allow and deny on publish, subscribe, receive)."
+        )
 
-    results: dict[str, dict[str, list[dict]]] = {load: {"thingcore": [], "mosquitto": []} for load in only}
+    results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="thingcore-bench-") as tmp:
         work = Path(tmp)
         tc: Broker = Mosquitto(work, label="thingcore") if args.mosquitto_twice else Thingcore(work)
-        mq: Broker = Mosquitto(work)
-        brokers = [tc, mq]
+        brokers: list[Broker] = [tc]
+        loads_of: dict[str, list[str]] = {tc.label: only}
+        if not args.auth:
+            brokers.append(Mosquitto(work))
+            loads_of["mosquitto"] = only
+        if auth_loads:
+            brokers.append(ThingcoreAuth(work))
+            loads_of["thingcore+auth"] = auth_loads
+        for load in only:
+            results[load] = {b.label: [] for b in brokers if load in loads_of[b.label]}
         try:
             for b in brokers:
                 b.start()
-            console.print(
-                f"thingcore {tc.version()} on port {tc.port} (pid {tc.pid}); "
-                f"mosquitto {mq.version()} on port {mq.port} (pid {mq.pid})\n"
-            )
+            console.print("; ".join(f"{b.label} {b.version()} on port {b.port} (pid {b.pid})" for b in brokers) + "\n")
             for load in only:
                 for rnd in range(rounds):
                     for b in brokers:
-                        run_id = f"{load}-{b.label}-{rnd}"
+                        if load not in loads_of[b.label]:
+                            continue
+                        run_id = f"{load}-{b.label.replace('+', '-')}-{rnd}"
                         fig = run_one(load, b, run_id, (warmup, duration), lat_duration, n_idle)
                         results[load][b.label].append(fig)
                         show_progress(load, rnd, b.label, fig)
@@ -313,12 +362,15 @@ def main(argv: list[str] | None = None) -> int:
             for b in brokers:
                 b.stop()
 
-    table = render(results, rounds)
-    console.print(table)
+    for a, b in pairs:
+        console.print(render(results, rounds, a, b))
+        if a == "thingcore+auth":
+            console.print(auth_verdict(results))
     out = {
         "timestamp": datetime.now().isoformat(timespec="seconds"),
         "machine": machine_note(),
         "mosquitto_twice": args.mosquitto_twice,
+        "auth_rules": RULES if auth_loads else None,
         "quick": quick,
         "duration_s": duration,
         "latency_duration_s": lat_duration,
@@ -333,6 +385,41 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(out, indent=2, default=_json_default))
     console.print(f"results written to {path}")
     return 0
+
+
+def auth_verdict(results: dict[str, dict[str, list[dict]]]) -> str:
+    """Lines comparing thingcore+auth with thingcore against the targets of issue 12.
+
+    Throughput: at least 0.9x, judged on the delivered rate and, because rates swing between rounds
+    on a shared machine, also on the broker's CPU per message (the rate the broker's own work allows).
+    Idle memory per connection: no more than without auth, give or take 0.5 KB of RSS noise.
+    """
+
+    def verdict(ok: bool) -> str:
+        return "[green]met[/green]" if ok else "[red]NOT met[/red]"
+
+    lines = []
+    for load in AUTH_LOADS:
+        per = results.get(load, {})
+        if "thingcore+auth" not in per:
+            continue
+        a, b = best_round(load, per["thingcore+auth"]), best_round(load, per.get("thingcore", []))
+        key, higher = PRIMARY[load]
+        if not a or not b or not b.get(key):
+            lines.append(f"  {load}: [red]no figures[/red]")
+            continue
+        ratio = a[key] / b[key]
+        if not higher:
+            lines.append(f"  {load}: {key} {fmt(a[key])} with auth vs {fmt(b[key])} without = {ratio:.3f}x, "
+                         f"target: not more (+0.5 KB noise) {verdict(a[key] <= b[key] + 0.5)}")
+            continue
+        line = f"  {load}: {key} {fmt(a[key])} vs {fmt(b[key])} = {ratio:.3f}x {verdict(ratio >= 0.9)}"
+        cpu_a, cpu_b = a.get("broker CPU µs/msg"), b.get("broker CPU µs/msg")
+        if cpu_a and cpu_b:
+            by_cpu = cpu_b / cpu_a
+            line += f"; broker CPU µs/msg {cpu_a:.2f} vs {cpu_b:.2f} = {by_cpu:.3f}x {verdict(by_cpu >= 0.9)}"
+        lines.append(line + " (target >= 0.90x)")
+    return "auth cost (with auth vs without):\n" + "\n".join(lines)
 
 
 def _json_default(o: Any) -> Any:
@@ -377,16 +464,20 @@ def show_progress(load: str, rnd: int, label: str, fig: dict) -> None:
         console.print(f"    [red]{err}[/red]")
 
 
-def render(results: dict[str, dict[str, list[dict]]], rounds: int) -> Table:
-    table = Table(title=f"best of {rounds} round(s) per broker; ratio = thingcore / mosquitto")
+def render(results: dict[str, dict[str, list[dict]]], rounds: int, first: str = "thingcore",
+           second: str = "mosquitto") -> Table:
+    """The table comparing broker ``first`` with broker ``second`` on the loads both ran."""
+    table = Table(title=f"best of {rounds} round(s) per broker; ratio = {first} / {second}")
     table.add_column("load")
     table.add_column("figure")
-    table.add_column("thingcore", justify="right")
-    table.add_column("mosquitto", justify="right")
+    table.add_column(first, justify="right")
+    table.add_column(second, justify="right")
     table.add_column("ratio", justify="right")
     table.add_column("better", justify="center")
     for load, per in results.items():
-        tc, mq = best_round(load, per["thingcore"]), best_round(load, per["mosquitto"])
+        if first not in per or second not in per:
+            continue
+        tc, mq = best_round(load, per[first]), best_round(load, per[second])
         keys: list[str] = []
         for fig in (tc, mq):
             for k, v in (fig or {}).items():

@@ -36,9 +36,17 @@ def utf8(s: str | bytes) -> bytes:
     return struct.pack(">H", len(b)) + b
 
 
-def connect(client_id: str, keepalive: int = 0, clean: bool = True) -> bytes:
+def connect(client_id: str, keepalive: int = 0, clean: bool = True,
+            username: str | None = None, password: str | None = None) -> bytes:
     flags = 0x02 if clean else 0x00
-    body = utf8("MQTT") + bytes([4, flags]) + struct.pack(">H", keepalive) + utf8(client_id)
+    tail = b""
+    if username is not None:
+        flags |= 0x80
+        tail += utf8(username)
+        if password is not None:
+            flags |= 0x40
+            tail += utf8(password)
+    body = utf8("MQTT") + bytes([4, flags]) + struct.pack(">H", keepalive) + utf8(client_id) + tail
     return bytes([0x10]) + varint(len(body)) + body
 
 
