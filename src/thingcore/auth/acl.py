@@ -78,6 +78,7 @@ from thingcore.mqtt.topics import SHARE_PREFIX, topic_matches
 _KEYS = {"effect", "action", "topic", "username", "client_id", "principal", "anonymous", "reason_code"}
 _ALL_ACTIONS = MQTT_ACTIONS  # what "all" means in a rule
 _NOT_AUTHORIZED = int(ReasonCode.NOT_AUTHORIZED)
+IDENTITY_CACHE_SIZE = 1024  # verdicts remembered per identity (per connection); past it they start over
 
 
 # -- topic matching (no regular expressions) ------------------------------------------------
@@ -394,18 +395,19 @@ def build_authorizer(
             return allow_all(identity, action, topic)
         if action is Action.MANAGE:  # rare, and its default depends on the caller: never cached
             return decide(checks, identity, action, topic)
-        if needs_identity:
-            key: tuple[Any, ...] = (
-                action,
-                topic,
-                identity.client_id,
-                identity.username,
-                identity.principal,
-                identity.anonymous,
-                identity.administrator,
-            )
-        else:
-            key = (action, topic)
+        key = (action, topic)
+        if needs_identity:  # the verdict depends on who asks: remembered on the identity itself
+            mine = identity.verdicts
+            if mine is None:
+                mine = identity.verdicts = {}
+            result = mine.get(key)
+            if result is not None:
+                return result
+            result = decide(checks, identity, action, topic)
+            if len(mine) >= IDENTITY_CACHE_SIZE:
+                mine.clear()
+            mine[key] = result
+            return result
         result = cache.get(key)
         if result is not None:
             return result
