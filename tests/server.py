@@ -156,3 +156,14 @@ class ThingcoreProcess:
             self.stop()
         finally:
             self.kill()
+
+
+def password_file(path: Path, users: dict[str, str]) -> Path:
+    """A password file with these users (name -> password), written as `thingcore passwd add` writes it."""
+    from thingcore.auth import PasswordFile
+
+    passwords = PasswordFile(path)
+    for user, password in users.items():
+        passwords.set(user, password)
+    passwords.save()
+    return path

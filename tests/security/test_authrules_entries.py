@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration.mqtt_helpers import V5, V311, PahoClient, uid
-from tests.server import ThingcoreProcess, free_port, to_toml
+from tests.server import ThingcoreProcess, free_port, password_file, to_toml
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +26,7 @@ USERS = {"banned": "banned-pw", "reader": "reader-pw", "alice": "alice-pw"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThingcoreProcess]:
     directory = tmp_path_factory.mktemp("authrules-entries")
-    passwd = directory / "passwd"
-    for user, password in USERS.items():
-        subprocess.run([sys.executable, "-m", "thingcore", "passwd", "add", user, "--password", password,
-                        "--file", str(passwd)], check=True, capture_output=True)
+    passwd = password_file(directory / "passwd", USERS)
     config = {"auth": {"password_file": str(passwd), "acl": [
         {"effect": "deny", "action": "connect", "username": "banned", "reason_code": 0x8A},  # no topic
         {"effect": "deny", "action": "publish", "username": "reader"},  # no topic: every topic, $aws too

@@ -7,13 +7,11 @@ test got through on the code before the fix."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 from tests.integration.mqtt_helpers import V5, PahoClient, uid
-from tests.server import ThingcoreProcess
+from tests.server import ThingcoreProcess, password_file
 
 pytestmark = pytest.mark.integration
 
@@ -32,10 +30,7 @@ ACL = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThingcoreProcess]:
     directory = tmp_path_factory.mktemp("authrules-login")
-    passwd = directory / "passwd"
-    for user, password in USERS.items():
-        subprocess.run([sys.executable, "-m", "thingcore", "passwd", "add", user, "--password", password,
-                        "--file", str(passwd)], check=True, capture_output=True)
+    passwd = password_file(directory / "passwd", USERS)
     config = {"auth": {"password_file": str(passwd), "acl": ACL}}
     with ThingcoreProcess(directory, config) as tc:
         yield tc

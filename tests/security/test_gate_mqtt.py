@@ -7,15 +7,13 @@ the gate (the refused message got through)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from tests.integration.mqtt_helpers import V5, PahoClient, uid, wait_for
-from tests.server import ThingcoreProcess
+from tests.server import ThingcoreProcess, password_file
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +34,7 @@ ACL = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThingcoreProcess]:
     directory = tmp_path_factory.mktemp("gate")
-    passwd = directory / "passwd"
-    for user, password in USERS.items():
-        subprocess.run([sys.executable, "-m", "thingcore", "passwd", "add", user, "--password", password,
-                        "--file", str(passwd)], check=True, capture_output=True)
+    passwd = password_file(directory / "passwd", USERS)
     config = {"auth": {"allow_anonymous": "loopback", "password_file": str(passwd), "acl": ACL}}
     with ThingcoreProcess(directory, config) as tc:
         yield tc
