@@ -8,6 +8,7 @@ that can grow its input (``concat``, ``replace``, the pads) checks the size of i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..limits import Meter
@@ -115,26 +116,24 @@ def sql_numbytes(meter: Meter, s: Any) -> Any:
     return UNDEFINED if x is UNDEFINED else len(x.encode("utf-8", "surrogatepass"))
 
 
-@sqlfunc("lower", 1, metered=True)
-def sql_lower(meter: Meter, s: Any) -> Any:
+def _case_mapped(meter: Meter, s: Any, mapping: Callable[[str], str]) -> Any:
     x = _string(meter, s)
     if x is UNDEFINED:
         return UNDEFINED
-    r = x.lower()
+    r = mapping(x)
     if len(r) != len(x):  # a few characters map to several ('ß' -> 'SS')
         meter.size(len(r))
     return r
+
+
+@sqlfunc("lower", 1, metered=True)
+def sql_lower(meter: Meter, s: Any) -> Any:
+    return _case_mapped(meter, s, str.lower)
 
 
 @sqlfunc("upper", 1, metered=True)
 def sql_upper(meter: Meter, s: Any) -> Any:
-    x = _string(meter, s)
-    if x is UNDEFINED:
-        return UNDEFINED
-    r = x.upper()
-    if len(r) != len(x):  # a few characters map to several ('ß' -> 'SS')
-        meter.size(len(r))
-    return r
+    return _case_mapped(meter, s, str.upper)
 
 
 def _pad_width(n: Any) -> Any:
