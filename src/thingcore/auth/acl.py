@@ -78,6 +78,7 @@ from thingcore.mqtt.topics import SHARE_PREFIX, topic_matches
 _KEYS = {"effect", "action", "topic", "username", "client_id", "principal", "anonymous", "reason_code"}
 _ALL_ACTIONS = MQTT_ACTIONS  # what "all" means in a rule
 _NOT_AUTHORIZED = int(ReasonCode.NOT_AUTHORIZED)
+_MANAGE = Action.MANAGE  # an Enum class attribute costs a lookup through the class on every call
 IDENTITY_CACHE_SIZE = 1024  # verdicts remembered per identity (per connection); past it they start over
 
 
@@ -393,7 +394,7 @@ def build_authorizer(
         checks = by_action.get(action)
         if checks is None:
             return allow_all(identity, action, topic)
-        if action is Action.MANAGE:  # rare, and its default depends on the caller: never cached
+        if action is _MANAGE:  # rare, and its default depends on the caller: never cached
             return decide(checks, identity, action, topic)
         key = (action, topic)
         if needs_identity:  # the verdict depends on who asks: remembered on the identity itself
