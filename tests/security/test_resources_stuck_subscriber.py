@@ -288,3 +288,34 @@ def test_a_stuck_persistent_session_keeps_what_it_was_owed(server: ThingcoreProc
         watch.close()
         good.close()
         pub.close()
+
+
+@pytest.mark.parametrize("level", [4, 5])
+def test_a_dropped_subscriber_that_reads_nothing_is_really_disconnected(server: ThingcoreProcess,
+                                                                         level: int) -> None:
+    """A closed socket with unsent data towards a peer that does not read stays connected for minutes in the
+    kernel's hands: the broker resets it, so the client (and its resources on both sides) are gone."""
+    import socket as sockets
+
+    from thingcore.mqtt import encode
+    from thingcore.mqtt.packets import Connect, Subscribe, Subscription
+
+    topic = f"stuck/reset/{uid()}"
+    sock = sockets.socket()
+    sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)  # the kernel holds little for it
+    sock.connect(("127.0.0.1", server.mqtt_port))
+    sock.sendall(encode(Connect(uid("mute"), level), level) + encode(Subscribe(1, [Subscription(topic, 1)]), level))
+    time.sleep(0.3)  # CONNACK and SUBACK arrive; nothing is read from here on
+    with PahoClient(server.mqtt_port, uid("flood")) as pub:
+        pub.connect()
+        deadline = time.monotonic() + SLOW_CONSUMER_TIMEOUT + 6
+        state = 1
+        while time.monotonic() < deadline:
+            for _ in range(50):
+                pub.publish(topic, b"x" * 512, 1, wait=False)
+            state = sock.getsockopt(sockets.IPPROTO_TCP, sockets.TCP_INFO, 1)[0]
+            if state in (7, 8):  # TCP_CLOSE (reset) or TCP_CLOSE_WAIT (FIN received)
+                break
+            time.sleep(0.05)
+    sock.close()
+    assert state in (7, 8), f"the client is still connected (TCP state {state}) after slow_consumer_timeout"

@@ -10,7 +10,10 @@ one ``write`` call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -56,6 +59,7 @@ log = logging.getLogger("thingcore.broker")
 _NEW, _CONNECTING, _CONNECTED, _CLOSING = range(4)
 _PID = [i.to_bytes(2, "big") for i in range(65536)]
 _WRITE_CHUNK = 256 * 1024
+_RESET_LINGER = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST and drops unsent data
 _CLOSE_GRACE = 1.0  # seconds a disconnected slow consumer has to take its DISCONNECT before the socket is reset
 
 
@@ -227,13 +231,30 @@ class Connection(asyncio.Protocol):
         self.broker.stats.slow_consumers += 1
         log.warning("client %s is not reading its messages (%s); disconnecting", self.client_id, detail)
         self.disconnect_reason = "THROTTLED"
-        self.close(ReasonCode.QUOTA_EXCEEDED, "client is not reading its messages", abort=abort)
-        if not abort:  # the DISCONNECT goes out if the socket takes it; a reset otherwise
-            self._loop.call_later(_CLOSE_GRACE, self._abort_if_open)
+        if abort or not self.v5:  # nothing could tell a 3.1.1 client why: reset at once
+            self.state = _CLOSING
+            self._abort()
+            return
+        # The DISCONNECT goes out if the client reads it (and then it closes); the socket stays ours until
+        # then, because a socket closed with unsent data towards a peer that does not read keeps that peer
+        # connected in the kernel's hands: after the grace it is reset, whatever the client did.
+        self.send_packet(Disconnect(int(ReasonCode.QUOTA_EXCEEDED), self._reason_props(
+            "client is not reading its messages")))
+        self.state = _CLOSING
+        self._flush()
+        self._loop.call_later(_CLOSE_GRACE, self._abort)
 
-    def _abort_if_open(self) -> None:
-        if self in self.broker.connections and self.transport is not None:
-            self.transport.abort()
+    def _abort(self) -> None:
+        """Reset the connection: what the kernel still holds for a client that does not read is dropped too
+        (a plain close would leave it retrying, and the client connected, for minutes)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_LINGER)
+        transport.abort()
 
     def send_publish(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...], pid: int,
                      dup: bool, cache: dict | None) -> None:
