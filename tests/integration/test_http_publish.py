@@ -270,8 +270,9 @@ def test_boto3_sees_typed_errors(iot: Any) -> None:
 
 
 def test_http_publisher_waits_while_a_subscriber_queue_drains(thingcore_factory: Any) -> None:
-    """Back-pressure as for MQTT publishers: past half the subscriber's queue bound the answer waits until
-    the subscriber has caught up (the timeout is long here, so only the draining can release it)."""
+    """Back-pressure as for MQTT publishers: past half the queue bound of a subscriber that is making progress
+    the answer waits until it has caught up (the timeout is long here, so only the draining can release it).
+    A subscriber that has acknowledged nothing since its backlog began is not waited for (broker/stall.py)."""
     tc = thingcore_factory({"limits": {"max_queued_messages": 20, "backpressure_timeout": 60}})
     topic = f"http/backpressure/{uid()}"
     with RawClient(tc.mqtt_port) as sub, httpx.Client() as http:
@@ -279,14 +280,18 @@ def test_http_publisher_waits_while_a_subscriber_queue_drains(thingcore_factory:
         sub.subscribe(Subscription(topic, 1))
         for i in range(10):  # one in flight, nine queued: below half the bound
             assert http.post(url(tc, f"/topics/{topic}?qos=1"), content=f"m{i}".encode()).status_code == 200
+        received = []
+        first = sub.expect(Publish)  # the subscriber makes progress: m0 acknowledged, m1 in flight
+        received.append(first.payload)
+        sub.send(Puback(first.packet_id))
+        assert http.post(url(tc, f"/topics/{topic}?qos=1"), content=b"m10").status_code == 200  # 9 queued
         with ThreadPoolExecutor(1) as pool:
-            answer = pool.submit(http.post, url(tc, f"/topics/{topic}?qos=1"), content=b"m10")
+            answer = pool.submit(http.post, url(tc, f"/topics/{topic}?qos=1"), content=b"m11")
             with pytest.raises(FutureTimeout):
                 answer.result(QUIET)  # the tenth queued message: the answer waits
-            received = []
-            while len(received) < 11:
+            while len(received) < 12:
                 p = sub.expect(Publish)
                 received.append(p.payload)
                 sub.send(Puback(p.packet_id))
             assert answer.result(TIMEOUT).status_code == 200
-    assert received == [f"m{i}".encode() for i in range(11)]
+    assert received == [f"m{i}".encode() for i in range(12)]

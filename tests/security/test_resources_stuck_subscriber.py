@@ -41,6 +41,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThingcoreProces
         yield tc
 
 
+@pytest.fixture(scope="module")
+def default_pause_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThingcoreProcess]:
+    """backpressure_timeout at its default (2 s): a subscriber that never acknowledged anything must cost
+    the others no pause at all, not one pause per connection."""
+    limits = {k: v for k, v in LIMITS.items() if k != "backpressure_timeout"}
+    with ThingcoreProcess(tmp_path_factory.mktemp("stuck-default"), {"limits": limits}) as tc:
+        yield tc
+
+
 class GoodPair:
     """A paho QoS 1 publisher that keeps WINDOW publishes in flight, and a paho QoS 1 subscriber."""
 
@@ -135,7 +144,10 @@ def stuck_subscriber(server: ThingcoreProcess, client_id: str, topic: str, **pro
     return raw
 
 
-def test_stuck_qos1_subscriber_does_not_slow_the_others_and_is_disconnected(server: ThingcoreProcess) -> None:
+@pytest.mark.parametrize("which", ["server", "default_pause_server"])
+def test_stuck_qos1_subscriber_does_not_slow_the_others_and_is_disconnected(request: pytest.FixtureRequest,
+                                                                           which: str) -> None:
+    server: ThingcoreProcess = request.getfixturevalue(which)
     topic = f"resources/busy/{uid()}"
     stuck_id = uid("stuck")
     before = server.metrics()["thingcore_slow_consumers_total"]

@@ -206,7 +206,7 @@ class Session:
                 broker.stats.dropped += 1
                 return None
             self.queue.append(out)
-            if conn is not None and len(self.queue) >= broker.backpressure_high and not self.stuck:
+            if conn is not None and len(self.queue) >= broker.backpressure_high and self.worth_waiting_for:
                 broker.congested.append(self)
         if storage is not None:
             return self._store(storage, out)
@@ -288,6 +288,14 @@ class Session:
         """Known not to acknowledge: publishers are not paused for it."""
         watch = self.stall_watch
         return watch is not None and watch.stuck
+
+    @property
+    def worth_waiting_for(self) -> bool:
+        """Publishers are paused only for a subscriber that shows progress: it acknowledged something since
+        its backlog began and is not known stuck. One that acknowledged nothing (a client that subscribes
+        and never reads) costs nobody a pause, however often it reconnects."""
+        watch = self.stall_watch
+        return watch is not None and watch.acks > 0 and not watch.stuck
 
     def has_backlog(self, conn: Connection) -> bool:
         return bool(self.queue or self._page or self.backlog) or len(self.inflight) >= conn.send_quota

@@ -4,6 +4,8 @@ A session has a *backlog* while its client's receive window is full or messages 
 then does a :class:`StallWatch` exist for it, checking on a timer whether the client acknowledged anything
 (PUBACK, PUBREC, PUBCOMP) since the last check:
 
+- Publishers are paused only for a subscriber that shows progress (it acknowledged something since its
+  backlog began): one that never acknowledged anything costs nobody a pause, however often it reconnects.
 - A subscriber that acknowledged nothing for ``backpressure_timeout``, or whose queue did not drain to a
   quarter while a publisher waited ``backpressure_timeout`` for it, is *stuck*: no publisher is paused
   for it any more. Its queue fills and then drops (counted in ``dropped``) while everyone else keeps
