@@ -14,27 +14,15 @@ from pathlib import Path
 import orjson
 import pytest
 from tests.integration.rawmqtt import RawClient
+from tests.legacy_storage import SCHEMA_2
 from tests.server import ThingcoreProcess
 
 from thingcore.mqtt.packets import Puback, Pubcomp, Publish, Pubrel
 
 pytestmark = pytest.mark.integration
 
-# The tables of schema 2 as main created them, and the records as main wrote them: a 4-byte header length, a
-# JSON header whose "e" holds the delivery state, then the payload.
-SCHEMA_2 = """
-CREATE TABLE retained (topic TEXT PRIMARY KEY, record BLOB NOT NULL);
-CREATE TABLE sessions (client_id TEXT PRIMARY KEY, meta BLOB NOT NULL);
-CREATE TABLE session_messages (
-    client_id TEXT NOT NULL, seq INTEGER NOT NULL, record BLOB NOT NULL, PRIMARY KEY (client_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE inbound_qos2 (
-    client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)
-) WITHOUT ROWID;
-CREATE TABLE documents (namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (namespace, key));
-PRAGMA journal_mode = WAL;
-PRAGMA user_version = 2;
-"""
+# The records as schema 2 wrote them: a 4-byte header length, a JSON header whose "e" holds the delivery
+# state, then the payload.
 
 
 def record(topic: str, payload: bytes, msg_qos: int, **extra: object) -> bytes:
@@ -50,7 +38,7 @@ def write_old_data_dir(data_dir: Path) -> None:
     data_dir.mkdir(parents=True)
     conn = sqlite3.connect(data_dir / "thingcore.db")
     try:
-        conn.executescript(SCHEMA_2)
+        conn.executescript(SCHEMA_2 + "PRAGMA journal_mode = WAL;\n")
         # a 3.1.1 clean-session-0 device, stored as never expiring, disconnected a day ago
         meta = orjson.dumps({"expiry": 0xFFFFFFFF, "level": 4, "subs": [["legacy/#", 2, False, False, 0, None]],
                              "disconnected_at": time.time() - 86400})

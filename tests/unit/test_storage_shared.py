@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from tests.legacy_storage import SCHEMA_2
 
 from thingcore.broker.message import Message
 from thingcore.broker.session import QUEUED, RELEASED, SENT, Outgoing
@@ -142,20 +143,8 @@ async def test_bodies_count_before_their_commit(tmp_path: Path) -> None:
         await s.close()
 
 
-# --- schema 2 (main before this change) ---------------------------------------------------------
+# --- schema 2 (before messages were stored once) ------------------------------------------------
 
-SCHEMA_2 = """
-CREATE TABLE retained (topic TEXT PRIMARY KEY, record BLOB NOT NULL);
-CREATE TABLE sessions (client_id TEXT PRIMARY KEY, meta BLOB NOT NULL);
-CREATE TABLE session_messages (
-    client_id TEXT NOT NULL, seq INTEGER NOT NULL, record BLOB NOT NULL, PRIMARY KEY (client_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE inbound_qos2 (
-    client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)
-) WITHOUT ROWID;
-CREATE TABLE documents (namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (namespace, key));
-PRAGMA user_version = 2;
-"""
 
 
 def old_record(payload: bytes, qos: int, pid: int, st: int) -> bytes:
