@@ -89,7 +89,7 @@ def test_version_conflict_is_a_conflict_exception(iot: Any) -> None:
 
 
 @pytest.mark.parametrize(("body", "error", "message"), [
-    (b"{not json", "InvalidRequestException", "Payload contains invalid json"),
+    (b"{not json", "InvalidRequestException", "Invalid JSON"),
     (b'{"state": "on"}', "InvalidRequestException", "State node must be an object"),
     (b'{"state": {"wanted": {}}}', "InvalidRequestException", "State contains an invalid node: 'wanted'"),
     (b'{"clientToken": "x"}', "InvalidRequestException", "Missing required node: state"),

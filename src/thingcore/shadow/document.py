@@ -28,13 +28,18 @@ _THING_NAME = re.compile(r"[a-zA-Z0-9:_-]+")
 _SHADOW_NAME = re.compile(r"[$a-zA-Z0-9:_-]+")  # the botocore model allows '$' in shadow names
 
 #: Top-level keys an update may carry. ``metadata`` and ``timestamp`` are ignored rather than
-#: refused because AWS's own documents carry them and clients send fetched documents back.
-_UPDATE_KEYS = frozenset(("state", "clientToken", "version", "metadata", "timestamp"))
+#: refused because AWS's own documents carry them and clients send fetched documents back;
+#: ``thingName`` and ``shadowName`` because the AWS IoT Device SDK v2 for JavaScript serializes its
+#: whole request model into the body. The topic (or URL) alone names the shadow, as on AWS, so
+#: these two are ignored even when they name another shadow.
+_UPDATE_KEYS = frozenset(("state", "clientToken", "version", "metadata", "timestamp", "thingName", "shadowName"))
+#: What may follow the JSON document: whitespace, and the NUL that ends a C string (the AWS IoT
+#: Device SDK for Embedded C's shadow demo publishes its string with it). A deliberate leniency.
+_TRAILER = b"\x00 \t\r\n"
 _SECTIONS = ("desired", "reported")
 
 # AWS's error messages (device-shadow-error-messages.html)
-INVALID_JSON = "Invalid JSON"
-REST_INVALID_JSON = "Payload contains invalid json"  # what the REST API says (observed)
+INVALID_JSON = "Invalid JSON"  # over MQTT and REST alike, as the table documents it
 BAD_ENCODING = "Unsupported documented encoding; supported encoding is UTF-8"
 MISSING_STATE = "Missing required node: state"
 STATE_NOT_OBJECT = "State node must be an object"
@@ -101,15 +106,22 @@ class UpdateRequest:
     version: int | None = None
 
 
-def _load_json(payload: bytes, invalid_json: str) -> Any:
+def _strip_trailer(payload: bytes) -> bytes:
+    """The payload without trailing NULs and whitespace (anything else after the document stays)."""
+    if payload and payload[-1] in _TRAILER:
+        return payload.rstrip(_TRAILER)
+    return payload
+
+
+def _load_json(payload: bytes) -> Any:
     try:
-        return orjson.loads(payload)
+        return orjson.loads(_strip_trailer(payload))
     except orjson.JSONDecodeError:
         try:
             payload.decode("utf-8")
         except UnicodeDecodeError:
             raise ShadowError(415, BAD_ENCODING) from None
-        raise ShadowError(400, invalid_json) from None
+        raise ShadowError(400, INVALID_JSON) from None
 
 
 def _client_token(doc: dict[str, Any]) -> str | None:
@@ -121,25 +133,25 @@ def _client_token(doc: dict[str, Any]) -> str | None:
     return token
 
 
-def parse_token(payload: bytes, *, invalid_json: str = INVALID_JSON) -> str | None:
+def parse_token(payload: bytes) -> str | None:
     """The optional clientToken of a get or delete request (AWS ignores the rest of the payload)."""
-    if not payload.strip():
+    if not _strip_trailer(payload):
         return None
-    doc = _load_json(payload, invalid_json)
+    doc = _load_json(payload)
     return _client_token(doc) if type(doc) is dict else None
 
 
-def parse_update(payload: bytes, *, invalid_json: str = INVALID_JSON) -> UpdateRequest:
+def parse_update(payload: bytes) -> UpdateRequest:
     """Validate an update request in AWS's order; raises :class:`ShadowError` (400/415)."""
-    doc = _load_json(payload, invalid_json)
+    doc = _load_json(payload)
     if type(doc) is not dict:
-        raise ShadowError(400, invalid_json)
+        raise ShadowError(400, INVALID_JSON)
     token = _client_token(doc)
+    if "state" not in doc:  # before unknown keys: {"desired": ...} is a document without state
+        raise ShadowError(400, MISSING_STATE, token)
     for key in doc:
         if key not in _UPDATE_KEYS:  # [AWS silent] refused rather than silently dropped
             raise ShadowError(400, f"{INVALID_JSON}: unknown node '{key}'", token)
-    if "state" not in doc:
-        raise ShadowError(400, MISSING_STATE, token)
     state = doc["state"]
     if state is not None:
         if type(state) is not dict:

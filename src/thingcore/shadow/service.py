@@ -33,7 +33,7 @@ import orjson
 from thingcore.broker.message import Message
 from thingcore.shadow.document import (
     INTERNAL_FAILURE,
-    REST_INVALID_JSON,
+    TOO_LARGE,
     TOO_MANY_REQUESTS,
     Accepted,
     Shadow,
@@ -183,6 +183,7 @@ class ShadowService:
 
     def _publish_error(self, prefix: str, op: str, err: ShadowError) -> None:
         self.stats.rejected += 1
+        log.debug("%s/%s rejected: %d %s", prefix, op, err.code, err.message)
         self._publish(f"{prefix}/{op}/rejected", err.payload(int(self.clock())))
 
     # -- REST ------------------------------------------------------------------------------------
@@ -195,8 +196,8 @@ class ShadowService:
         """UpdateThingShadow: the accepted document; raises ShadowError (400, 409, 413, 415, 429, 500)."""
         check_names(thing, name)
         if len(payload) > MAX_REST_PAYLOAD:
-            raise ShadowError(413, "The payload exceeds the maximum size allowed")
-        return await self._call(thing, name, "update", parse_update(payload, invalid_json=REST_INVALID_JSON))
+            raise ShadowError(413, TOO_LARGE)
+        return await self._call(thing, name, "update", parse_update(payload))
 
     async def delete(self, thing: str, name: str | None = None) -> bytes:
         """DeleteThingShadow: ``{"version", "timestamp"}``; raises ShadowError (400, 404, 429, 500)."""
