@@ -15,7 +15,8 @@ def _fake_venv(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True)
     python = bin_dir / "python"
-    python.write_text(f'#!/bin/sh\nif [ "$2" = pip ]; then echo "pip called: $*" >&2; exit 3; fi\nexec {sys.executable} "$@"\n')
+    python.write_text('#!/bin/sh\nif [ "$2" = pip ]; then echo "pip called: $*" >&2; exit 3; fi\n'
+                      f'exec {sys.executable} "$@"\n')
     thingcore = bin_dir / "thingcore"
     thingcore.write_text(f'#!/bin/sh\nexec {sys.executable} -m thingcore "$@"\n')
     for f in (python, thingcore):
