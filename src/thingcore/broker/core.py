@@ -58,6 +58,11 @@ class Stats:
         return asdict(self)
 
 
+# reserved topics a client may publish to on AWS: shadows, jobs, Device Defender, Basic Ingest, fleet provisioning
+_AWS_PUBLISHABLE = ("$aws/things/", "$aws/rules/", "$aws/certificates/create/", "$aws/certificates/create-from-csr/",
+                    "$aws/provisioning-templates/")
+
+
 class BusSubscription:
     """An in-process subscriber (shadow service, rules engine, dashboard feed): the broker's own services,
     trusted to receive what they subscribe to (``identity`` None)."""
@@ -585,7 +590,7 @@ class Broker:
         if topic.startswith("$"):
             if retain:
                 return ReasonCode.RETAIN_NOT_SUPPORTED
-            if not (topic.startswith("$aws/things/") or topic.startswith("$aws/rules/")):
+            if not topic.startswith(_AWS_PUBLISHABLE):
                 return ReasonCode.NOT_AUTHORIZED
         return 0
 
