@@ -116,8 +116,9 @@ class Admission:
                 self.retained_quota(msg, origin)
         except PublishRefused as refusal:
             self.broker.stats.publishes_refused += 1
-            self.log("refused a publish to %r from %s (%s): %s [0x%02X]", msg.topic[:200], who(origin),
-                     origin.listener, refusal.message, refusal.reason_code)
+            self.log("refused a publish to %r from client %r (%s, %s, %s): %s [0x%02X]", msg.topic[:200],
+                     origin.client_id, who(origin), origin.address, origin.listener, refusal.message,
+                     refusal.reason_code)
             raise
 
     # -- the stages ------------------------------------------------------------------------------
