@@ -37,3 +37,18 @@ def test_provisioning_and_defender_topics() -> None:
     topic, body = answer("$aws/things/t/defender/metrics/json", b'{"hed": {"rid": 7}}', 1.5)
     assert body == {"thingName": "t", "reportId": 7, "status": "REJECTED", "timestamp": 1500, "statusDetails": {
         "ErrorCode": "NotImplemented", "ErrorMessage": "thingcore does not serve AWS IoT Device Defender metrics yet"}}
+
+
+def test_operation_table_matches_method_and_path() -> None:
+    from thingcore.http.unserved import operations_for
+
+    assert operations_for("POST", "/security-profiles/p") == [("iot", "CreateSecurityProfile")]
+    assert operations_for("GET", "/endpoint") == [("iot", "DescribeEndpoint")]
+    assert operations_for("PATCH", "/thing-types/t") == [("iot", "UpdateThingType")]
+    assert operations_for("GET", "/destinations/arn:aws:iot:r:1:ruledestination/http/x") == \
+        [("iot", "GetTopicRuleDestination")]  # a greedy label takes the rest of the path
+    assert operations_for("PUT", "/things/t/jobs/$next") == [("iot-jobs-data", "StartNextPendingJobExecution")]
+    assert len(operations_for("GET", "/things/t/jobs")) == 2
+    assert operations_for("GET", "/things/t/jobs", "iot-jobs-data") == [("iot-jobs-data", "GetPendingJobExecutions")]
+    for not_aws in (("GET", "/api/v1/anything"), ("GET", "/no/such/path"), ("GET", "/things//principals")):
+        assert operations_for(*not_aws) == []
