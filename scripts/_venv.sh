@@ -1,9 +1,11 @@
 # Shared by scripts/serve and scripts/test: make sure .venv exists with thingcore installed.
-# Usage: . scripts/_venv.sh [extras]   (extras e.g. "test"); leaves $VENV set.
+# Usage: [VENV_EXTRAS=test] . scripts/_venv.sh   leaves $VENV set. The extras come from a variable, never from
+# the positional arguments: a script sourcing this file with none passes its own caller's (scripts/serve --help).
+# THINGCORE_VENV=/path/to/venv uses that environment as it is when thingcore is already installed in it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${THINGCORE_VENV:-$ROOT/.venv}"
-extras="${1:-}"
+extras="${VENV_EXTRAS:-}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
   echo "error: need root (or sudo) to run: $*" >&2; exit 1; fi; }
@@ -18,6 +20,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv >/dev/null
   fi
   python3 -m venv "$VENV"
+fi
+if [ -n "${THINGCORE_VENV:-}" ] && [ -z "$extras" ] && [ -x "$VENV/bin/thingcore" ]; then
+  return 0 2>/dev/null || exit 0
 fi
 spec="$ROOT"
 [ -n "$extras" ] && spec="$ROOT[$extras]"

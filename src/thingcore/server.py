@@ -22,6 +22,7 @@ from thingcore.destinations.local import destinations_of
 from thingcore.http.websocket import accept_signed_websockets
 from thingcore.registry import Registry
 from thingcore.rules.engine import RulesEngine
+from thingcore.services.unserved import UnservedTopics
 from thingcore.shadow.service import ShadowService
 from thingcore.storage import create_storage
 
@@ -67,6 +68,7 @@ class Server:
         self.rules = RulesEngine(settings, self.broker, self.storage)
         self.metric_collectors: list[Any] = [self.rules.collector]  # read by /metrics at scrape time
         self.shadows = ShadowService(self.broker, self.storage)
+        self.unserved = UnservedTopics(self.broker)  # jobs, defender, provisioning: answered on /rejected
         self.outputs = destinations_of(self.broker, settings)  # objects, metrics, alarms, logs, sns, search
         self.metric_collectors.append(self.outputs.metrics)
         self.data = DataDestinations(settings, self.storage, self.broker)  # tables, streams, queues of actions
@@ -83,6 +85,7 @@ class Server:
         await self.storage.open()
         await self.broker.start()
         await self.shadows.start()
+        self.unserved.start()
         self.lifecycle.start()
         await self.rules.start(shadows=getattr(self, "shadows", None), registry=self.registry)
         self.listeners.append(await start_mqtt_listener(self.broker, "mqtt", s.host, s.mqtt_port))
@@ -140,6 +143,7 @@ class Server:
         for lst in self.listeners:
             lst.close()
         await self.shadows.stop()
+        self.unserved.stop()
         await self.rules.stop(self.settings.shutdown_grace)
         await self.broker.stop(self.settings.shutdown_grace)
         self.lifecycle.stop()

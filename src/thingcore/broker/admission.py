@@ -67,8 +67,9 @@ def who(identity: Identity) -> str:
 class RefusalLog:
     """One log line per refusal, at most ``per_second`` a second; the rest are counted and reported."""
 
-    def __init__(self, per_second: int = 20) -> None:
+    def __init__(self, per_second: int = 20, logger: logging.Logger | None = None) -> None:
         self.per_second = per_second
+        self.logger = logger or log
         self._window = 0
         self._count = 0
         self._suppressed = 0
@@ -77,11 +78,11 @@ class RefusalLog:
         now = int(time.monotonic())
         if now != self._window:
             if self._suppressed:
-                log.info("%d more refusals in the last second were not logged", self._suppressed)
+                self.logger.info("%d more refusals in the last second were not logged", self._suppressed)
             self._window, self._count, self._suppressed = now, 0, 0
         self._count += 1
         if self._count <= self.per_second:
-            log.info(text, *args)
+            self.logger.info(text, *args)
         else:
             self._suppressed += 1
 
@@ -115,8 +116,9 @@ class Admission:
                 self.retained_quota(msg, origin)
         except PublishRefused as refusal:
             self.broker.stats.publishes_refused += 1
-            self.log("refused a publish to %r from %s (%s): %s [0x%02X]", msg.topic[:200], who(origin),
-                     origin.listener, refusal.message, refusal.reason_code)
+            self.log("refused a publish to %r from client %r (%s, %s, %s): %s [0x%02X]", msg.topic[:200],
+                     origin.client_id, who(origin), origin.address, origin.listener, refusal.message,
+                     refusal.reason_code)
             raise
 
     # -- the stages ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from thingcore.auth import Action, Identity, login_name
 from thingcore.broker.admission import PublishRefused
+from thingcore.broker.handshake import TLS_HELLO, plain_port_hint
 from thingcore.broker.message import Message
 from thingcore.broker.router import Entry
 from thingcore.mqtt import (
@@ -142,12 +143,20 @@ class Connection(asyncio.Protocol):
                 self._handle_packets(before)
             if self.state == _NEW and getattr(exc, "protocol_level", None) == MQTT_5:
                 self.level, self.v5 = MQTT_5, True  # a v5 CONNECT we refuse is answered in v5
+            if self.state == _NEW and data[:2] == TLS_HELLO and self.transport.get_extra_info("ssl_object") is None:
+                exc.message = self._tls_hint()
             self.protocol_error(exc.reason_code, exc.message)
             return
         if self.state == _CONNECTING or self._pending_packets:
             self._pending_packets.extend(packets)
             return
         self._handle_packets(packets)
+
+    def _tls_hint(self) -> str:
+        settings = self.broker.settings
+        sock = self.transport.get_extra_info("sockname")
+        tls_port = settings.mqtts_port if settings.tls.enabled else None
+        return plain_port_hint("MQTT", sock[1] if sock else None, tls_port, "[tls]")
 
     def _handle_packets(self, packets: list[Any]) -> None:
         try:
@@ -479,7 +488,8 @@ class Connection(asyncio.Protocol):
 
     def _refuse(self, reason: int, text: str) -> None:
         self.broker.stats.connects_refused += 1
-        log.info("refused CONNECT from %s (%s): %s [0x%02X]", self.client_id or "?", self.address, text, int(reason))
+        self.broker.admission.log("refused CONNECT from client %r (%s, %s): %s [0x%02X]", self.client_id or "?",
+                                  self.address, self.listener, text, int(reason))
         if self.v5:
             props = {"reason_string": text}
             self.send(encode(Connack(False, int(reason), props), 5))
@@ -514,6 +524,9 @@ class Connection(asyncio.Protocol):
                     p.payload.decode("utf-8")
                 except UnicodeDecodeError:
                     self.broker.stats.publishes_refused += 1
+                    self.broker.admission.log("refused a publish to %r from client %r (%s, %s): payload is not "
+                                              "UTF-8 [0x99]", (topic or "")[:200], self.client_id, self.address,
+                                              self.listener)
                     return self._reject_publish(p, ReasonCode.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8")
             if "subscription_identifier" in props:
                 raise MQTTError(ReasonCode.PROTOCOL_ERROR, "subscription identifier in a client PUBLISH")
@@ -681,6 +694,7 @@ class Connection(asyncio.Protocol):
             if broker.filter_limits is not None:
                 broker.filter_limits(bare)
         except MQTTError as exc:
+            broker.subscription_refused(self, topic_filter, exc.message, exc.reason_code)
             if not self.v5:
                 return 0x80
             return exc.reason_code
@@ -689,6 +703,7 @@ class Connection(asyncio.Protocol):
         if not broker.authorize_all:
             verdict = broker.authorize(self.identity, Action.SUBSCRIBE, topic_filter)
             if verdict:
+                broker.subscription_refused(self, topic_filter, "not authorized to subscribe", verdict)
                 if not self.v5:
                     if broker.aws_profile:
                         raise MQTTError(ReasonCode.NOT_AUTHORIZED, "not authorized to subscribe")

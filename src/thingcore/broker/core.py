@@ -53,9 +53,15 @@ class Stats:
     retained_refused: int = 0
     subscriptions_refused: int = 0
     sessions_refused: int = 0
+    tls_handshakes_refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+# reserved topics a client may publish to on AWS: shadows, jobs, Device Defender, Basic Ingest, fleet provisioning
+_AWS_PUBLISHABLE = ("$aws/things/", "$aws/rules/", "$aws/certificates/create/", "$aws/certificates/create-from-csr/",
+                    "$aws/provisioning-templates/")
 
 
 class BusSubscription:
@@ -268,11 +274,15 @@ class Broker:
         reason = ReasonCode.QUOTA_EXCEEDED if packet.protocol_level == MQTT_5 else ReasonCode.SERVER_UNAVAILABLE
         return reason, f"session limit reached ({self.max_sessions} sessions)"
 
-    def subscription_refused(self, conn: Connection, topic_filter: str) -> None:
-        """A SUBSCRIBE filter past max_subscriptions: counted and logged (the SUBACK carries 0x97 / 0x80)."""
+    def subscription_refused(self, conn: Connection, topic_filter: str, why: str | None = None,
+                             reason: int = ReasonCode.QUOTA_EXCEEDED) -> None:
+        """A SUBSCRIBE filter refused (not authorized, invalid, past max_subscriptions): counted and logged with
+        the client id and peer (the SUBACK carries the reason code)."""
         self.stats.subscriptions_refused += 1
-        self.admission.log("refused a subscription to %r from %s: %d subscriptions is the limit per client",
-                           topic_filter[:200], conn.client_id, self.max_subscriptions)
+        if why is None:
+            why = f"{self.max_subscriptions} subscriptions is the limit per client"
+        self.admission.log("refused a subscription to %r from client %r (%s, %s): %s [0x%02X]", topic_filter[:200],
+                           conn.client_id, conn.address, conn.listener, why, int(reason))
 
     def connected_count(self) -> int:
         return sum(1 for s in self.sessions.values() if s.connection is not None)
@@ -585,7 +595,7 @@ class Broker:
         if topic.startswith("$"):
             if retain:
                 return ReasonCode.RETAIN_NOT_SUPPORTED
-            if not (topic.startswith("$aws/things/") or topic.startswith("$aws/rules/")):
+            if not topic.startswith(_AWS_PUBLISHABLE):
                 return ReasonCode.NOT_AUTHORIZED
         return 0
 

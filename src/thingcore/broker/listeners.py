@@ -6,10 +6,12 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from thingcore.broker.connection import Connection
 from thingcore.broker.core import Broker
+from thingcore.broker.handshake import tls_factory
 
 log = logging.getLogger("thingcore.listeners")
 
@@ -33,10 +35,13 @@ async def start_mqtt_listener(broker: Broker, name: str, host: str, port: int,
     def factory() -> Connection:
         return Connection(broker, name)
 
-    server = await loop.create_server(
-        factory, host, port, ssl=ssl_context, backlog=4096, reuse_address=True,
-        ssl_handshake_timeout=broker.connect_timeout if ssl_context else None,
-    )
+    protocol_factory: Callable[[], asyncio.BaseProtocol] = factory
+    if ssl_context is not None:  # TLS by our own SSLProtocol, so that a refused handshake is logged and counted
+        def refused() -> None:
+            broker.stats.tls_handshakes_refused += 1
+
+        protocol_factory = tls_factory(loop, factory, ssl_context, broker.connect_timeout, name, refused)
+    server = await loop.create_server(protocol_factory, host, port, backlog=4096, reuse_address=True)
     sock = server.sockets[0]
     for s in server.sockets:
         try:

@@ -8,6 +8,8 @@ clients got no answer. This subclass adds:
 - a head timer: the request line and headers must arrive within ``[http] idle_timeout`` of the
   connection opening or of the previous response, else the connection is closed (logged at DEBUG:
   browsers keep idle connections open as a matter of course);
+- a hint: a TLS ClientHello on this plain port (a client that defaults to TLS, as the AWS SDKs do) is
+  logged as such (rate-limited) and the connection closed, instead of uvicorn's "Invalid HTTP request";
 - a cap: past ``[http] max_connections`` open HTTP connections (upgraded WebSockets are MQTT clients
   and not counted), a new connection is answered ``503`` with an AWS-style body and closed at once,
   with a warning logged (at most one line per 10 s, with the count refused since the last).
@@ -25,6 +27,8 @@ from typing import Any, ClassVar
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from thingcore.broker.handshake import TLS_HELLO, plain_port_hint, refusals
 
 log = logging.getLogger("thingcore.http")
 
@@ -51,6 +55,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._turned_away = False
+        self._first = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         limit = self.max_connections
@@ -70,6 +75,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.open.discard(self)
         self._disarm()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._first:
+            self._first = False
+            if data[:2] == TLS_HELLO and self.transport.get_extra_info("ssl_object") is None:
+                sock = self.transport.get_extra_info("sockname")
+                refusals("closing HTTP connection from %s: %s", self.client[0] if self.client else "?",
+                         plain_port_hint("HTTP", sock[1] if sock else None, None, "TLS ([http] certfile and keyfile)"))
+                self.transport.close()
+                return
+        super().data_received(data)
 
     def on_headers_complete(self) -> None:
         self._disarm()

@@ -14,6 +14,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from thingcore.http.unserved import ERROR_TYPE as NOT_IMPLEMENTED
+from thingcore.http.unserved import unserved_message
+
 
 class AWSError(Exception):
     def __init__(self, status: int, error_type: str, message: str, **extra: Any) -> None:
@@ -41,6 +44,7 @@ _STATUS_TYPES = {
     415: "UnsupportedDocumentEncodingException",
     429: "ThrottlingException",
     500: "InternalFailureException",
+    501: NOT_IMPLEMENTED,
     503: "ServiceUnavailableException",
 }
 
@@ -59,6 +63,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return aws_error_response(400, "InvalidRequestException", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code in (404, 405):  # no served route: perhaps an AWS operation thingcore lacks
+            message = unserved_message(request)
+            if message is not None:
+                return aws_error_response(501, NOT_IMPLEMENTED, message)
         error_type = _STATUS_TYPES.get(exc.status_code, "InvalidRequestException")
         return aws_error_response(exc.status_code, error_type, str(exc.detail))

@@ -25,8 +25,9 @@ _COUNTERS = {
     "slow_consumers": "Clients disconnected because they stopped reading or acknowledging",
     "wills_published": "Will messages published",
     "retained_refused": "Retained publishes refused: max_retained_messages or max_retained_bytes reached",
-    "subscriptions_refused": "Subscriptions refused: max_subscriptions per client reached",
+    "subscriptions_refused": "Subscriptions refused (authorization, invalid filter, max_subscriptions per client)",
     "sessions_refused": "CONNECTs refused because max_sessions was reached",
+    "tls_handshakes_refused": "TLS handshakes refused on the MQTT TLS listener (client certificate, protocol)",
 }
 _NAMES = {
     "connections_total": "connections_accepted",
