@@ -344,8 +344,7 @@ class Broker:
         if session is None or session.connection is not conn:
             return
         session.connection = None
-        if session.waiting_publishers:  # an offline queue is bounded by dropping, not by waiting
-            session.release_publishers()
+        session.release_publishers()  # an offline queue is bounded by dropping, not by waiting
         now = time.time()
         session.disconnected_at = now
         self._emit("disconnected", conn, {"reason": conn.disconnect_reason, "graceful": conn.graceful})
