@@ -73,6 +73,7 @@ class Connection(asyncio.Protocol):
         "_congested_since",
         "_flush_pending",
         "_in_aliases",
+        "_keep_alive_tick",
         "_loop",
         "_out",
         "_out_aliases",
@@ -148,7 +149,8 @@ class Connection(asyncio.Protocol):
         self._out_size = 0
         self._flush_pending = False
         self._pending_packets: list[Any] = []  # what came behind CONNECT while it is checked; () after
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the CONNECT timeout
+        self._keep_alive_tick = -1  # where the keep-alive deadline sits in broker.keep_alive_wheel (-1: none)
         self._loop = asyncio.get_running_loop()
         self.principal: str | None = None
         self.cert_fingerprint: str | None = None
@@ -249,6 +251,9 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._keep_alive_tick >= 0:
+            self.broker.keep_alive_wheel.cancel(self, self._keep_alive_tick)
+            self._keep_alive_tick = -1
         previous = self.state
         self.state = _CLOSING
         connected = previous in (_CONNECTED, _CLOSING) and self.session is not None
@@ -433,8 +438,9 @@ class Connection(asyncio.Protocol):
             self.state = _CLOSING
             self.transport.close()
 
-    def _keep_alive_check(self) -> None:
-        self._timer = None
+    def keep_alive_due(self) -> None:
+        """The keep-alive wheel (broker/keepalive.py) reached this connection's deadline."""
+        self._keep_alive_tick = -1
         if self.state != _CONNECTED:
             return
         limit = self.keep_alive * 1.5
@@ -444,7 +450,7 @@ class Connection(asyncio.Protocol):
             log.info("keep-alive timeout for %s after %.1f s", self.client_id, idle)
             self.close(ReasonCode.KEEP_ALIVE_TIMEOUT, "keep-alive timeout")
         else:
-            self._timer = self._loop.call_later(limit - idle + 0.01, self._keep_alive_check)
+            self._keep_alive_tick = self.broker.keep_alive_wheel.schedule(self, self.last_rx + limit)
 
     # -- CONNECT ---------------------------------------------------------------------------------
 
@@ -542,7 +548,7 @@ class Connection(asyncio.Protocol):
         self.connected_at = time.time()
         self.send_packet(Connack(present, 0, ack_props))
         if keep_alive:
-            self._timer = self._loop.call_later(keep_alive * 1.5, self._keep_alive_check)
+            self._keep_alive_tick = broker.keep_alive_wheel.schedule(self, self._loop.time() + keep_alive * 1.5)
         broker.client_connected(self)
         session.resend_inflight()
         session.pump()
