@@ -14,6 +14,7 @@ import contextlib
 import logging
 import socket
 import struct
+import sys
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,55 @@ _CLOSE_GRACE = 1.0  # seconds a disconnected slow consumer has to take its DISCO
 
 
 class Connection(asyncio.Protocol):
+    # Slots, not an instance dict: with 40-odd attributes the dict alone cost 1.6 KB per connection. A new
+    # attribute must be named here. What only some connections need (topic aliases, back-pressure) is made on
+    # first use, behind the properties below.
+    __slots__ = (
+        "_backpressure_timer",
+        "_congested_since",
+        "_flush_pending",
+        "_in_aliases",
+        "_keep_alive_tick",
+        "_loop",
+        "_out",
+        "_out_aliases",
+        "_out_size",
+        "_paused",
+        "_pending_packets",
+        "_timer",
+        "address",
+        "broker",
+        "bytes_in",
+        "bytes_out",
+        "cert_fingerprint",
+        "client_alias_max",
+        "client_id",
+        "client_max_packet",
+        "congested",
+        "connected_at",
+        "decoder",
+        "disconnect_reason",
+        "graceful",
+        "identity",
+        "inbound_pending",
+        "keep_alive",
+        "last_rx",
+        "level",
+        "listener",
+        "msgs_in",
+        "msgs_out",
+        "port",
+        "principal",
+        "problem_info",
+        "send_quota",
+        "session",
+        "state",
+        "transport",
+        "v5",
+        "will",
+        "will_delay",
+    )
+
     def __init__(self, broker: Broker, listener: str) -> None:
         self.broker = broker
         self.listener = listener
@@ -83,8 +133,8 @@ class Connection(asyncio.Protocol):
         self.send_quota = broker.max_inflight
         self.client_max_packet = 268_435_460
         self.client_alias_max = 0
-        self.out_aliases: dict[str, int] = {}
-        self.in_aliases: dict[int, str] = {}
+        self._out_aliases: dict[str, int] | None = None  # made on first use (MQTT 5 topic aliases)
+        self._in_aliases: dict[int, str] | None = None
         self.inbound_pending = 0  # QoS 1 awaiting commit + QoS 2 awaiting PUBREL
         self.problem_info = True
         self.will: Message | None = None
@@ -99,15 +149,42 @@ class Connection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._out_size = 0
         self._flush_pending = False
-        self._pending_packets: list[Any] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._pending_packets: list[Any] = []  # what came behind CONNECT while it is checked; () after
+        self._timer: asyncio.TimerHandle | None = None  # the CONNECT timeout
+        self._keep_alive_tick = -1  # where the keep-alive deadline sits in broker.keep_alive_wheel (-1: none)
         self._loop = asyncio.get_running_loop()
         self.principal: str | None = None
         self.cert_fingerprint: str | None = None
         self.congested = False  # the transport's buffer is above high water: QoS 0 is dropped
         self._congested_since = 0.0
-        self._paused_by: set[Session] = set()  # back-pressure: sessions whose queues we wait on
+        self._paused: set[Session] | None = None  # back-pressure: sessions whose queues we wait on (on first use)
         self._backpressure_timer: asyncio.TimerHandle | None = None
+
+    # -- made on first use: most connections never need them --------------------------------------
+
+    @property
+    def out_aliases(self) -> dict[str, int]:
+        """Topic -> alias for what we send (MQTT 5, when the client allows aliases)."""
+        aliases = self._out_aliases
+        if aliases is None:
+            aliases = self._out_aliases = {}
+        return aliases
+
+    @property
+    def in_aliases(self) -> dict[int, str]:
+        """Alias -> topic for what the client sends (MQTT 5)."""
+        aliases = self._in_aliases
+        if aliases is None:
+            aliases = self._in_aliases = {}
+        return aliases
+
+    @property
+    def _paused_by(self) -> set[Session]:
+        """Back-pressure: the sessions whose queues this publisher waits on."""
+        paused = self._paused
+        if paused is None:
+            paused = self._paused = set()
+        return paused
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -118,8 +195,8 @@ class Connection(asyncio.Protocol):
         except (AttributeError, NotImplementedError):
             pass
         peer = transport.get_extra_info("peername")
-        if peer:
-            self.address, self.port = str(peer[0]), int(peer[1])
+        if peer:  # one string per peer address, not per connection (devices behind one NAT share it)
+            self.address, self.port = sys.intern(str(peer[0])), int(peer[1])
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             from thingcore.broker.tls import peer_identity
@@ -183,6 +260,9 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._keep_alive_tick >= 0:
+            self.broker.keep_alive_wheel.cancel(self, self._keep_alive_tick)
+            self._keep_alive_tick = -1
         previous = self.state
         self.state = _CLOSING
         connected = previous in (_CONNECTED, _CLOSING) and self.session is not None
@@ -367,8 +447,9 @@ class Connection(asyncio.Protocol):
             self.state = _CLOSING
             self.transport.close()
 
-    def _keep_alive_check(self) -> None:
-        self._timer = None
+    def keep_alive_due(self) -> None:
+        """The keep-alive wheel (broker/keepalive.py) reached this connection's deadline."""
+        self._keep_alive_tick = -1
         if self.state != _CONNECTED:
             return
         limit = self.keep_alive * 1.5
@@ -378,7 +459,7 @@ class Connection(asyncio.Protocol):
             log.info("keep-alive timeout for %s after %.1f s", self.client_id, idle)
             self.close(ReasonCode.KEEP_ALIVE_TIMEOUT, "keep-alive timeout")
         else:
-            self._timer = self._loop.call_later(limit - idle + 0.01, self._keep_alive_check)
+            self._keep_alive_tick = self.broker.keep_alive_wheel.schedule(self, self.last_rx + limit)
 
     # -- CONNECT ---------------------------------------------------------------------------------
 
@@ -476,11 +557,11 @@ class Connection(asyncio.Protocol):
         self.connected_at = time.time()
         self.send_packet(Connack(present, 0, ack_props))
         if keep_alive:
-            self._timer = self._loop.call_later(keep_alive * 1.5, self._keep_alive_check)
+            self._keep_alive_tick = broker.keep_alive_wheel.schedule(self, self._loop.time() + keep_alive * 1.5)
         broker.client_connected(self)
         session.resend_inflight()
         session.pump()
-        pending, self._pending_packets = self._pending_packets, []
+        pending, self._pending_packets = self._pending_packets, ()  # type: ignore[assignment]  # no list after
         self.transport.resume_reading()
         if pending:
             self._handle_packets(pending)

@@ -17,6 +17,7 @@ import orjson
 
 from thingcore.auth import Action, AuthResult, Identity, allow_all
 from thingcore.broker.admission import Admission, PublishRefused, who
+from thingcore.broker.keepalive import KeepAliveWheel
 from thingcore.broker.message import Message
 from thingcore.broker.retained import RetainedStore
 from thingcore.broker.router import Entry, Router
@@ -127,6 +128,7 @@ class Broker:
         self.backpressure_low = limits.max_queued_messages // 4
         self.backpressure_timeout = limits.backpressure_timeout
         self.congested: list[Session] = []
+        self.keep_alive_wheel = KeepAliveWheel()  # every connection's keep-alive deadline, one timer
         self.receive_maximum = limits.receive_maximum
         self.topic_alias_maximum = limits.topic_alias_maximum
         self.max_connections = limits.max_connections
@@ -210,6 +212,7 @@ class Broker:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        self.keep_alive_wheel.close()
         now = time.time()
         for session in self.sessions.values():
             if session.persistent:
@@ -354,8 +357,7 @@ class Broker:
         if session is None or session.connection is not conn:
             return
         session.connection = None
-        if session.waiting_publishers:  # an offline queue is bounded by dropping, not by waiting
-            session.release_publishers()
+        session.release_publishers()  # an offline queue is bounded by dropping, not by waiting
         now = time.time()
         session.disconnected_at = now
         self._emit("disconnected", conn, {"reason": conn.disconnect_reason, "graceful": conn.graceful})

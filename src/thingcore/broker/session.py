@@ -16,7 +16,9 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -90,8 +92,44 @@ class _DropLog:
 _drop_log = _DropLog()
 
 
+_NO_VERDICTS: Mapping[str, bool] = MappingProxyType({})  # every session's receive cache until its first verdict
+
+
 class Session:
     """State of one client id; delivers to its connection or keeps messages while offline."""
+
+    # Slots, and what an idle session does not need made on first use (its queue, sets, receive cache): an
+    # idle client costs its broker about half of what it did (docs/benchmarks.md, idle-memory). A new
+    # attribute must be named here.
+    __slots__ = (
+        "_drop_stored",
+        "_inbound_qos2",
+        "_last_page",
+        "_next_pid",
+        "_next_seq",
+        "_page",
+        "_read_after",
+        "_read_until",
+        "_reader",
+        "_receive_cache",
+        "_waiting",
+        "backlog",
+        "broker",
+        "client_id",
+        "connection",
+        "discarded",
+        "disconnected_at",
+        "expiry_handle",
+        "expiry_interval",
+        "identity",
+        "inflight",
+        "protocol_level",
+        "queue",
+        "stall_watch",
+        "subscriptions",
+        "will_handle",
+        "will_message",
+    )
 
     def __init__(self, broker: Broker, client_id: str, expiry_interval: int, protocol_level: int) -> None:
         self.broker = broker
@@ -102,19 +140,20 @@ class Session:
         # key: the filter as subscribed (with any $share/ prefix) -> (entry, share group, bare filter)
         self.subscriptions: dict[str, tuple[Entry, str | None, str]] = {}
         self.inflight: dict[int, Outgoing] = {}
-        self.queue: deque[Outgoing] = deque()
-        self.inbound_qos2: set[int] = set()
+        # waiting to be sent: a deque (760 bytes) once something waits (see _queue), () for every idle session
+        self.queue: deque[Outgoing] | tuple[()] = ()
+        self._inbound_qos2: set[int] | None = None  # made on first use (see inbound_qos2)
         self.disconnected_at: float | None = None
         # who owns the session: the connected client's identity, or (restored from storage) its owner's
         self.identity: Identity | None = None
-        self._receive_cache: dict[str, bool] = {}
+        self._receive_cache: Mapping[str, bool] = _NO_VERDICTS  # a dict of its own from the first verdict
         self.expiry_handle: asyncio.TimerHandle | None = None
         self.will_handle: asyncio.TimerHandle | None = None
         self.will_message: Message | None = None
         self._next_pid = 1
         self._next_seq = 1
         self.discarded = False
-        self.waiting_publishers: set[Connection] = set()
+        self._waiting: set[Connection] | None = None  # made on first use (see waiting_publishers)
         # Stored messages not in self.queue (a restart left them on disk): they come before it, in seq order.
         self.backlog = 0  # how many are still on disk
         # read from disk, not yet sent: a deque (760 bytes) only once a page was read, () for every idle session
@@ -133,11 +172,36 @@ class Session:
     def persistent(self) -> bool:
         return self.expiry_interval > 0
 
+    # -- made on first use: an idle session needs none of them ----------------------------------
+
+    @property
+    def inbound_qos2(self) -> set[int]:
+        """Packet ids of QoS 2 publishes received from the client and not yet released (PUBREL)."""
+        ids = self._inbound_qos2
+        if ids is None:
+            ids = self._inbound_qos2 = set()
+        return ids
+
+    @property
+    def waiting_publishers(self) -> set[Connection]:
+        """Publishers paused until this session's queue drains (back-pressure)."""
+        waiting = self._waiting
+        if waiting is None:
+            waiting = self._waiting = set()
+        return waiting
+
+    def _queue(self) -> deque[Outgoing]:
+        """The queue, to append to: made on the first message that has to wait."""
+        queue = self.queue
+        if queue.__class__ is tuple:
+            queue = self.queue = deque()
+        return queue  # type: ignore[return-value]  # a deque: made above when it was still ()
+
     # -- who may receive what --------------------------------------------------------------------
 
     def set_identity(self, identity: Identity) -> None:
         self.identity = identity
-        self._receive_cache.clear()
+        self._receive_cache = _NO_VERDICTS
 
     def may_receive(self, topic: str) -> bool:
         """The gate's RECEIVE verdict for this session's owner on ``topic``, remembered per topic."""
@@ -146,9 +210,9 @@ class Session:
             identity = self.identity
             allowed = identity is None or not self.broker.authorize(identity, Action.RECEIVE, topic)
             cache = self._receive_cache
-            if len(cache) >= RECEIVE_CACHE_SIZE:
-                cache.clear()
-            cache[topic] = allowed
+            if len(cache) >= RECEIVE_CACHE_SIZE or cache is _NO_VERDICTS:
+                cache = self._receive_cache = {}
+            cache[topic] = allowed  # type: ignore[index]  # a dict: made above when it was still shared
         return allowed
 
     def owner_record(self) -> dict[str, Any] | None:
@@ -186,7 +250,7 @@ class Session:
                 if len(self.queue) + self.backlog >= broker.max_queued:
                     broker.stats.dropped += 1
                 else:
-                    self.queue.append(Outgoing(0, msg, 0, retain, sids))
+                    self._queue().append(Outgoing(0, msg, 0, retain, sids))
             return None
         storage = broker.storage if self.persistent else None
         if conn is None and storage is not None and not msg.store_id and self._over_bytes(storage, msg):
@@ -205,7 +269,7 @@ class Session:
             if len(self.queue) + self.backlog + len(self._page) >= broker.max_queued:
                 broker.stats.dropped += 1
                 return None
-            self.queue.append(out)
+            self._queue().append(out)
             if conn is not None and len(self.queue) >= broker.backpressure_high and self.worth_waiting_for:
                 broker.congested.append(self)
         if storage is not None:
@@ -253,7 +317,7 @@ class Session:
                 self._read_page()
         if not (self.backlog or self._page):
             self._send_from(self.queue, conn)
-            if self.waiting_publishers and len(self.queue) <= self.broker.backpressure_low:
+            if self._waiting and len(self.queue) <= self.broker.backpressure_low:
                 self.release_publishers()
         if self.stall_watch is None and self.has_backlog(conn):  # e.g. resumed with messages waiting
             self.stall_watch = StallWatch(self, conn)
@@ -278,7 +342,7 @@ class Session:
                 storage.replace_message(self.client_id, out.seq, out.delivery_record())
 
     def release_publishers(self) -> None:
-        for publisher in list(self.waiting_publishers):
+        for publisher in list(self._waiting or ()):
             publisher.release()
 
     # -- stuck subscribers (broker/stall.py) -----------------------------------------------------
@@ -372,7 +436,8 @@ class Session:
         self.backlog = queued
         self._read_until = last_seq
         self._next_seq = max(self._next_seq, last_seq + 1)
-        self.inbound_qos2.update(inbound_qos2)
+        if inbound_qos2:
+            self.inbound_qos2.update(inbound_qos2)
 
     def end_persistence(self) -> None:
         """The stored session resumes without persistence (MQTT 5 session expiry 0): storage forgets it, once
