@@ -34,7 +34,7 @@ from thingcore.mqtt import packets as P
 
 HOST = "127.0.0.1"
 TIMEOUT = 5.0
-QUIET = 0.3  # how long "nothing arrives" is watched for; only used where no event can exist
+QUIET = 0.3  # how long "nothing happens" is watched for where no round trip can show it (e.g. an HTTP answer held)
 
 V311 = mqtt.MQTTv311
 V5 = mqtt.MQTTv5
@@ -233,19 +233,25 @@ class PahoClient:
         return out
 
     def expect_none(self, timeout: float = QUIET) -> None:
+        """Nothing is queued here now (after `sync`), or arrives within `timeout`. Without a `sync` first,
+        prefer `no_more`: waiting proves nothing about what the broker has not handled yet."""
         try:
             msg = self.messages.get(timeout=timeout)
         except queue.Empty:
             return
         raise AssertionError(f"{self.client_id}: unexpected message {msg}")
 
-    def sync(self, topic: str | None = None) -> None:
-        """Round-trip a QoS 1 marker through the broker to itself: everything routed before it has arrived.
+    def sync(self, topic: str | None = None, *, via: PahoClient | None = None, qos: int = 1) -> None:
+        """Round-trip a marker through the broker: when it arrives, everything routed to us before it has too.
 
+        The marker is published by `via` (default: this client) after whatever it published before, on the
+        same connection, so the broker has handled those first (even QoS 0 ones, which have no ack); the
+        broker routes synchronously and writes each client's packets in order, so a message owed to us from
+        them is ahead of the marker. `qos=0` lets the marker pass a full receive window (Receive Maximum).
         Messages received before the marker stay in the queue, in order; the marker is removed."""
         marker = topic or f"sync/{uid('s')}"
-        self.subscribe(marker, 1)
-        self.publish(marker, b"sync", 1)
+        self.subscribe(marker, qos)
+        (via or self).publish(marker, b"sync", qos)
         held = []
         while True:
             m = self.expect()
@@ -256,9 +262,9 @@ class PahoClient:
             self.messages.put(m)
         self.unsubscribe(marker)
 
-    def no_more(self) -> None:
-        """Assert nothing else was delivered: a sync round-trip, then the queue must be empty."""
-        self.sync()
+    def no_more(self, *, via: PahoClient | None = None, qos: int = 1) -> None:
+        """Assert nothing else was delivered: a sync round-trip (see `sync`), then the queue must be empty."""
+        self.sync(via=via, qos=qos)
         self.expect_none(0.0)
 
     def wait_disconnected(self, timeout: float = TIMEOUT) -> int | None:

@@ -126,7 +126,8 @@ async def test_a_future_returned_by_a_bus_handler_holds_back_the_puback(server: 
         qos0 = pub.publish("gate/a", b"0", qos=0).mid
         qos1 = pub.publish("gate/b", b"1", qos=1).mid
         await asyncio.wait_for(acked.setdefault(qos0, asyncio.Event()).wait(), 5)
-        await asyncio.sleep(0.3)
+        free = pub.publish("free/c", b"2", qos=1).mid  # no handler holds this one: its PUBACK comes at once,
+        await asyncio.wait_for(acked.setdefault(free, asyncio.Event()).wait(), 5)  # after gate/b's, were that sent
         assert not acked.setdefault(qos1, asyncio.Event()).is_set()  # the PUBACK waits for the handler's future
         gate.set_result(None)
         await asyncio.wait_for(acked[qos1].wait(), 5)

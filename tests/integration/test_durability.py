@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 from tests.integration.rawmqtt import Closed, RawClient
 from tests.server import ThingcoreProcess
 
-from thingcore.mqtt.packets import Puback, Pubcomp, Publish, Pubrec, Pubrel
+from thingcore.mqtt.packets import Puback, Pubcomp, Publish, Pubrec, Pubrel, Subscribe, Subscription, Unsubscribe
 
 pytestmark = pytest.mark.integration
 
@@ -67,16 +67,22 @@ def collect(c: RawClient, want: set[bytes], timeout: float = 10.0, ack: bool = T
     return got
 
 
-def no_more_publishes(c: RawClient, quiet: float = 0.3) -> list[Publish]:
-    """Answer PUBRELs still due, and return any PUBLISH that arrives until ``quiet`` s of silence."""
+def no_more_publishes(c: RawClient) -> list[Publish]:
+    """Any PUBLISH that arrives before a marker round trip: subscribe to a marker topic, publish the marker
+    on the same connection and read until it comes back (answering PUBRELs still due). The broker writes this
+    client's packets in order, so whatever it owed us before the marker has arrived by then."""
+    marker = f"sync/{uuid.uuid4().hex[:10]}"
+    c.send(Subscribe(65001, [Subscription(marker, 1)]))
+    c.publish(marker, b"sync", 1, 65002)
     extra: list[Publish] = []
     while True:
-        try:
-            p = c.recv(quiet)
-        except TimeoutError:
-            return extra
+        p = c.recv()
         if isinstance(p, Pubrel):
             c.send(Pubcomp(p.packet_id))
+        elif isinstance(p, Publish) and p.topic == marker:
+            c.send(Puback(p.packet_id))
+            c.send(Unsubscribe(65003, [marker]))
+            return extra
         elif isinstance(p, Publish):
             extra.append(p)
 
@@ -280,7 +286,7 @@ def test_inbound_qos2_exactly_once_across_restart(thingcore_factory: Factory, ho
     with RawClient(tc.host, tc.mqtt_port, level=5) as c:
         assert c.connect("x2-sub", clean_start=False, properties=EXPIRY).session_present
         got = collect(c, {b"exactly-once"})
-        assert no_more_publishes(c, 0.5) == []
+        assert no_more_publishes(c) == []
     assert [p.payload for p in got] == [b"exactly-once"]
 
 

@@ -58,7 +58,7 @@ def test_signed_payload_hash_must_be_the_body_received(server: ThingcoreProcess,
     assert forged.status_code == 400, forged.text
     assert forged.headers["x-amzn-errortype"] == "XAmzContentSHA256Mismatch"
     assert forged.json()["message"] == MISMATCH
-    sub.expect_none()
+    sub.no_more()  # the answer came after the (refused) publish was handled: a copy would be ahead of the marker
 
     honest = httpx.post(url, headers=headers, content=genuine, timeout=10)  # the signed body itself still goes
     assert honest.status_code == 200, honest.text

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,12 +104,35 @@ class Listener:
 
     def __init__(self, server: LanServer, topic: str) -> None:
         self.messages: list[tuple[str, bytes]] = []
+        self._subacks: set[int] = set()
+        self._marker = threading.Event()
+        self._marker_topic = f"sync/{uid('lan')}"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=uid("lan"))
-        self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, m.payload))
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda _c, _u, mid, *_a: self._subacks.add(mid)
         self.client.connect(server.address, server.mqtt_port)
         self.client.loop_start()
-        self.client.subscribe(topic, qos=1)
-        time.sleep(0.3)
+        self._subscribe(topic)
+
+    def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        if m.topic == self._marker_topic:
+            self._marker.set()
+        else:
+            self.messages.append((m.topic, m.payload))
+
+    def _subscribe(self, topic: str) -> None:
+        _rc, mid = self.client.subscribe(topic, qos=1)
+        deadline = time.monotonic() + 5
+        while mid not in self._subacks:
+            assert time.monotonic() < deadline, f"no SUBACK for {topic}"
+            time.sleep(0.01)
+
+    def sync(self) -> None:
+        """A marker through the broker to ourselves: what was routed to us before it has arrived when it does."""
+        self._subscribe(self._marker_topic)
+        self._marker.clear()
+        self.client.publish(self._marker_topic, b"sync", qos=1).wait_for_publish(5)
+        assert self._marker.wait(5), "the sync marker did not come back"
 
     def close(self) -> None:
         self.client.disconnect()
@@ -126,7 +150,7 @@ def test_an_anonymous_network_caller_cannot_create_a_rule_that_leaks_a_secret(se
         resp = httpx.post(f"{server.url}/rules/{name}", json=RULE)
         assert resp.status_code == 403 and resp.headers["x-amzn-ErrorType"] == "ForbiddenException"
         listener.client.publish("trigger/1", b"{}", qos=1).wait_for_publish(5)
-        time.sleep(0.5)
+        listener.sync()  # a republish of the trigger (rules run as it is routed) would be ahead of the marker
         assert not any(SECRET.encode() in payload for _t, payload in listener.messages)
     finally:
         listener.close()
@@ -161,7 +185,7 @@ def test_an_anonymous_network_caller_cannot_read_shadows_or_publish(server: LanS
         assert published.status_code == 403 and published.headers["x-amzn-ErrorType"] == "ForbiddenException"
         retained = httpx.get(f"{server.url}/retainedMessage")
         assert retained.status_code == 403
-        time.sleep(0.3)
+        listener.sync()  # every answer came after its request was handled: a forged copy would be here first
         assert listener.messages == []
     finally:
         listener.close()

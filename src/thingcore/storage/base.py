@@ -2,7 +2,7 @@
 
 The broker keeps its working state in memory and uses storage only to persist changes and to
 reload them at start-up. Records are opaque ``bytes`` serialized by the broker, so a backend knows
-nothing about MQTT and a new backend (PostgreSQL) needs no change in any caller.
+nothing about MQTT and another backend would need no change in any caller. Two exist: SQLite and memory.
 """
 
 from __future__ import annotations
