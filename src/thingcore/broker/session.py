@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from thingcore.auth import Action, Identity
+from thingcore.broker.flow import DROPPED, Dropped, QueueFullLog
 from thingcore.broker.message import Message
 from thingcore.broker.router import Entry
 from thingcore.broker.stall import StallWatch
@@ -88,6 +89,7 @@ class _DropLog:
 
 
 _drop_log = _DropLog()
+_queue_full_log = QueueFullLog()
 
 
 class Session:
@@ -173,8 +175,9 @@ class Session:
     # -- delivery --------------------------------------------------------------------------------
 
     def deliver(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...],
-                cache: dict) -> asyncio.Future | None:
-        """Send now, keep in flight, or queue; returns a storage future the publisher's ack waits on."""
+                cache: dict) -> asyncio.Future | Dropped | None:
+        """Send now, keep in flight, or queue; returns a storage future the publisher's ack waits on, or
+        DROPPED when the queue was full (broker/flow.py)."""
         conn = self.connection
         if qos > msg.qos:
             qos = msg.qos
@@ -184,13 +187,12 @@ class Session:
                 conn.send_publish(msg, 0, retain, sids, 0, False, cache)
             elif self.persistent and broker.queue_qos0:
                 if len(self.queue) + self.backlog >= broker.max_queued:
-                    broker.stats.dropped += 1
-                else:
-                    self.queue.append(Outgoing(0, msg, 0, retain, sids))
+                    return self._drop(conn)
+                self.queue.append(Outgoing(0, msg, 0, retain, sids))
             return None
         storage = broker.storage if self.persistent else None
         if conn is None and storage is not None and not msg.store_id and self._over_bytes(storage, msg):
-            return None
+            return DROPPED
         out = Outgoing(self._next_seq, msg, qos, retain, sids)
         self._next_seq += 1
         if conn is not None and not self.queue and not self.backlog and not self._page \
@@ -202,15 +204,43 @@ class Session:
         else:
             if conn is not None and self.stall_watch is None:
                 self.stall_watch = StallWatch(self, conn)
-            if len(self.queue) + self.backlog + len(self._page) >= broker.max_queued:
-                broker.stats.dropped += 1
-                return None
+            queued = len(self.queue) + self.backlog + len(self._page)
+            if queued >= broker.max_queued:
+                return self._drop(conn)
             self.queue.append(out)
-            if conn is not None and len(self.queue) >= broker.backpressure_high and self.worth_waiting_for:
-                broker.congested.append(self)
+            if conn is not None:
+                queued += 1
+                if queued >= broker.backpressure_high and self.worth_waiting_for:
+                    broker.congested.append(self)
+                if queued >= broker.max_queued:  # the next publish for it waits (broker/flow.py)
+                    broker.full_sessions.add(self)
         if storage is not None:
             return self._store(storage, out)
         return None
+
+    def _drop(self, conn: Connection | None) -> Dropped:
+        """The queue is full: the message is dropped for this session, counted and logged (once a minute)."""
+        broker = self.broker
+        broker.stats.dropped += 1
+        if conn is not None:
+            broker.full_sessions.add(self)
+        _queue_full_log.dropped(self, conn is not None)
+        return DROPPED
+
+    def would_drop(self) -> bool:
+        """The next QoS 1/2 message for this session would be dropped: its queue is at max_queued_messages."""
+        queued = len(self.queue) + self.backlog + len(self._page)
+        if queued < self.broker.max_queued:
+            return False
+        conn = self.connection
+        return queued > 0 or conn is None or len(self.inflight) >= conn.send_quota
+
+    @property
+    def holds_publishers(self) -> bool:
+        """A publish its full queue cannot take waits for room instead of being dropped for it: the client is
+        online and not known stuck (broker/stall.py)."""
+        watch = self.stall_watch
+        return self.connection is not None and (watch is None or not watch.stuck)
 
     def _over_bytes(self, storage: Storage, msg: Message) -> bool:
         """A message not stored yet, for an offline session, beyond ``max_queued_bytes``: it is dropped."""
@@ -253,8 +283,8 @@ class Session:
                 self._read_page()
         if not (self.backlog or self._page):
             self._send_from(self.queue, conn)
-            if self.waiting_publishers and len(self.queue) <= self.broker.backpressure_low:
-                self.release_publishers()
+        if self.waiting_publishers and self.queued_count <= self.broker.backpressure_low:
+            self.release_publishers()
         if self.stall_watch is None and self.has_backlog(conn):  # e.g. resumed with messages waiting
             self.stall_watch = StallWatch(self, conn)
 
@@ -278,6 +308,8 @@ class Session:
                 storage.replace_message(self.client_id, out.seq, out.delivery_record())
 
     def release_publishers(self) -> None:
+        """The queue drained (or the client went away, or is stuck): publishers waiting for it go on."""
+        self.broker.full_sessions.discard(self)
         for publisher in list(self.waiting_publishers):
             publisher.release()
 
@@ -303,7 +335,7 @@ class Session:
     def waited_too_long(self) -> None:
         """A publisher waited backpressure_timeout for this session's queue to drain, in vain: it is stuck."""
         conn = self.connection
-        if conn is None or len(self.queue) <= self.broker.backpressure_low:
+        if conn is None or self.queued_count <= self.broker.backpressure_low:
             return
         if self.stall_watch is None:
             self.stall_watch = StallWatch(self, conn)
@@ -316,6 +348,8 @@ class Session:
             return
         if self.stall_watch is not None:  # a new connection is judged afresh (pump starts a watch if needed)
             self.stall_watch.stop()
+        if self.would_drop():  # publishers wait for it to drain (broker/flow.py)
+            self.broker.full_sessions.add(self)
         for out in list(self.inflight.values()):
             if out.state == RELEASED:
                 conn.send_pubrel(out.packet_id)
