@@ -121,6 +121,7 @@ class Broker:
         self.backpressure_high = max(limits.max_queued_messages // 2, 1)
         self.backpressure_low = limits.max_queued_messages // 4
         self.backpressure_timeout = limits.backpressure_timeout
+        self.first_ack_grace = min(limits.backpressure_first_ack, limits.backpressure_timeout)  # broker/stall.py
         self.congested: list[Session] = []
         # online sessions whose queue was full, a hint for publish(hold=True): checked before use (broker/flow.py)
         self.full_sessions: set[Session] = set()

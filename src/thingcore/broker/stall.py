@@ -7,7 +7,7 @@ then does a :class:`StallWatch` exist for it, checking on a timer whether the cl
 - Publishers are paused at half its queue only for a subscriber that shows progress (it acknowledged
   something since its backlog began). A publish its full queue cannot take waits for it too while it is
   new (broker/flow.py): its client may not have had a loop turn yet to acknowledge the first messages
-  of a burst. One that acknowledges nothing within ``FIRST_ACK_GRACE`` of its backlog beginning is stuck,
+  of a burst. One that acknowledges nothing within ``backpressure_first_ack`` of its backlog beginning is stuck,
   so a client that subscribes and never reads costs a publisher at most that, once per connection, and
   only if it fills its queue within that time; its first acknowledgement makes it trusted again.
 - A subscriber that acknowledged nothing for ``backpressure_timeout``, or whose queue did not drain to a
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("thingcore.broker")
 
-#: Seconds a new backlog may go without any acknowledgement before its subscriber is stuck (at most
-#: ``backpressure_timeout``). A client on loopback or a LAN acknowledges within milliseconds.
-FIRST_ACK_GRACE = 0.25
-
 
 class StallWatch:
     """The watch over one session's backlog on one connection; gone once the backlog or the connection is."""
@@ -53,7 +49,7 @@ class StallWatch:
         self.since = loop.time()  # the last time the client was seen making progress
         broker = session.broker
         self.handle: asyncio.TimerHandle | None = loop.call_later(
-            min(FIRST_ACK_GRACE, broker.backpressure_timeout, broker.slow_consumer_timeout), self.check)
+            min(broker.first_ack_grace, broker.slow_consumer_timeout), self.check)
 
     def acked(self) -> None:
         """A PUBACK, PUBREC or PUBCOMP: progress; a stuck subscriber that has drained, or that was stuck for
@@ -100,7 +96,7 @@ class StallWatch:
             conn.drop_slow_consumer(f"no acknowledgement for {stalled:.1f} s with {len(session.inflight)} "
                                     f"messages in flight and {len(session.queue)} queued")
             return
-        grace = min(FIRST_ACK_GRACE, broker.backpressure_timeout)
+        grace = broker.first_ack_grace
         if stalled >= broker.backpressure_timeout or (not self.acks and stalled >= grace):
             self.mark_stuck(f"no acknowledgement for {stalled:.2f} s")
         delay = broker.slow_consumer_timeout - stalled
