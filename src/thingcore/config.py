@@ -99,7 +99,7 @@ class LimitSettings(_Section):
         "acknowledges nothing for this long, or does not drain within it, no longer pauses publishers",
     )
     backpressure_first_ack: float = Field(
-        0.25, gt=0,
+        0.15, gt=0,
         description="Seconds a subscriber whose queue began to fill has to acknowledge its first message; until "
         "then a publish its full queue cannot take waits (at most backpressure_timeout), after it the subscriber "
         "is stuck until it acknowledges. Raise it for subscribers with a long round trip",

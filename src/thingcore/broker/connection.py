@@ -116,6 +116,11 @@ class Connection(asyncio.Protocol):
         self._paused_by: set[Session] = set()  # back-pressure: sessions whose queues we wait on
         self._backpressure_timer: asyncio.TimerHandle | None = None
 
+    @property
+    def closing(self) -> bool:
+        """Closed, or being closed (e.g. a slow consumer given a moment to read its DISCONNECT)."""
+        return self.state == _CLOSING
+
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:

@@ -202,7 +202,7 @@ class Session:
             self.inflight[out.packet_id] = out
             conn.send_publish(msg, qos, retain, sids, out.packet_id, False, cache)
         else:
-            if conn is not None and self.stall_watch is None:
+            if conn is not None and self.stall_watch is None and not conn.closing:
                 self.stall_watch = StallWatch(self, conn)
             queued = len(self.queue) + self.backlog + len(self._page)
             if queued >= broker.max_queued:
@@ -238,9 +238,10 @@ class Session:
     @property
     def holds_publishers(self) -> bool:
         """A publish its full queue cannot take waits for room instead of being dropped for it: the client is
-        online and not known stuck (broker/stall.py)."""
+        online and watched, and not known stuck (broker/stall.py); a watch stopped for a client being
+        disconnected holds nobody either."""
         watch = self.stall_watch
-        return self.connection is not None and (watch is None or not watch.stuck)
+        return watch is not None and not watch.stuck and self.connection is not None
 
     def _over_bytes(self, storage: Storage, msg: Message) -> bool:
         """A message not stored yet, for an offline session, beyond ``max_queued_bytes``: it is dropped."""
