@@ -505,12 +505,14 @@ class Broker:
         cache: dict = {}
         check = not self.authorize_all
         sender = msg.client_id
-        drops = 0
+        drops = skipped = 0
         for t in match.targets:
             sub = t.subscriber
             if t.no_local and sub.client_id == sender:
+                skipped += 1
                 continue
             if check and sub.identity is not None and not sub.may_receive(topic):
+                skipped += 1
                 continue
             fut = sub.deliver(msg, t.qos, msg.retain and t.retain_as_published, t.subscription_ids, cache)
             if fut is not None:
@@ -530,8 +532,11 @@ class Broker:
                         futures = [fut]
                     else:
                         futures.append(fut)
-        if drops and hold and msg.qos and not (msg.retain and msg.payload) and self._nobody_took(match, msg, drops):
-            self.unqueued = True
+        if drops and hold and msg.qos and not (msg.retain and msg.payload):
+            if match.shared_groups:
+                self.unqueued = self._nobody_took(match, msg, drops)
+            else:
+                self.unqueued = drops >= len(match.targets) - skipped
         if futures is None:
             return None
         if len(futures) == 1:
@@ -564,10 +569,10 @@ class Broker:
         return out
 
     def _blocks(self, session: Session, sender: str | None, check: bool, topic: str) -> bool:
-        if session.connection is None or not session.would_drop():
+        if not session.holds_publishers or not session.would_drop():  # stuck, offline, or drained
             self.full_sessions.discard(session)
             return False
-        if session.client_id == sender or not session.holds_publishers:
+        if session.client_id == sender:
             return False
         return not check or session.identity is None or session.may_receive(topic)
 

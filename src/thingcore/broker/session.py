@@ -212,7 +212,7 @@ class Session:
                 queued += 1
                 if queued >= broker.backpressure_high and self.worth_waiting_for:
                     broker.congested.append(self)
-                if queued >= broker.max_queued:  # the next publish for it waits (broker/flow.py)
+                if queued >= broker.max_queued and self.holds_publishers:  # the next publish waits (broker/flow.py)
                     broker.full_sessions.add(self)
         if storage is not None:
             return self._store(storage, out)
@@ -222,7 +222,7 @@ class Session:
         """The queue is full: the message is dropped for this session, counted and logged (once a minute)."""
         broker = self.broker
         broker.stats.dropped += 1
-        if conn is not None:
+        if conn is not None and self.holds_publishers:
             broker.full_sessions.add(self)
         _queue_full_log.dropped(self, conn is not None)
         return DROPPED

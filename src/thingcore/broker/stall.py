@@ -57,6 +57,8 @@ class StallWatch:
         self.acks += 1
         if self.stuck and (self.acks == 1 or self.session.queued_count <= self.session.broker.backpressure_low):
             self.stuck = False
+            if self.session.would_drop():  # full: the next publish for it waits again (broker/flow.py)
+                self.session.broker.full_sessions.add(self.session)
 
     def mark_stuck(self, why: str) -> None:
         """No publisher waits for this subscriber from now on (those waiting are released)."""
