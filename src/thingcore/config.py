@@ -98,6 +98,12 @@ class LimitSettings(_Section):
         description="Longest pause of a QoS 1/2 publisher while a subscriber's queue drains; a subscriber that "
         "acknowledges nothing for this long, or does not drain within it, no longer pauses publishers",
     )
+    backpressure_first_ack: float = Field(
+        0.15, gt=0,
+        description="Seconds a subscriber whose queue began to fill has to acknowledge its first message; until "
+        "then a publish its full queue cannot take waits (at most backpressure_timeout), after it the subscriber "
+        "is stuck until it acknowledges. Raise it for subscribers with a long round trip",
+    )
     max_connections: int = Field(0, ge=0, description="Connection limit (0: unlimited)")
     max_sessions: int = Field(
         100_000, ge=0,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from thingcore.auth import Action, Identity, login_name
 from thingcore.broker.admission import PublishRefused
+from thingcore.broker.flow import PublishHeld
 from thingcore.broker.handshake import TLS_HELLO, plain_port_hint
 from thingcore.broker.message import Message
 from thingcore.broker.router import Entry
@@ -63,6 +64,13 @@ _PID = [i.to_bytes(2, "big") for i in range(65536)]
 _WRITE_CHUNK = 256 * 1024
 _RESET_LINGER = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST and drops unsent data
 _CLOSE_GRACE = 1.0  # seconds a disconnected slow consumer has to take its DISCONNECT before the socket is reset
+
+
+class _Paused(Exception):
+    """A handler stopped reading for back-pressure: the packets after it wait (``again``: it too)."""
+
+    def __init__(self, again: bool) -> None:
+        self.again = again
 
 
 class Connection(asyncio.Protocol):
@@ -186,6 +194,11 @@ class Connection(asyncio.Protocol):
             paused = self._paused = set()
         return paused
 
+    @property
+    def closing(self) -> bool:
+        """Closed, or being closed (e.g. a slow consumer given a moment to read its DISCONNECT)."""
+        return self.state == _CLOSING
+
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
@@ -216,7 +229,8 @@ class Connection(asyncio.Protocol):
             packets = self.decoder.feed(data)
         except MQTTError as exc:
             before = getattr(exc, "packets", None)
-            if before and self.state == _CONNECTED:  # what came before the bad bytes still counts
+            if before and self.state == _CONNECTED and not self._pending_packets \
+                    and self._backpressure_timer is None:  # what came before the bad bytes still counts
                 self._handle_packets(before)
             if self.state == _NEW and getattr(exc, "protocol_level", None) == MQTT_5:
                 self.level, self.v5 = MQTT_5, True  # a v5 CONNECT we refuse is answered in v5
@@ -224,10 +238,18 @@ class Connection(asyncio.Protocol):
                 exc.message = self._tls_hint()
             self.protocol_error(exc.reason_code, exc.message)
             return
-        if self.state == _CONNECTING or self._pending_packets:
-            self._pending_packets.extend(packets)
+        if self.state == _CONNECTING or self._pending_packets or self._backpressure_timer is not None:
+            self._held().extend(packets)  # after what waits already (CONNECT, back-pressure)
             return
         self._handle_packets(packets)
+
+    def _held(self) -> list[Any]:
+        """The packets waiting to be handled (behind CONNECT, or held by back-pressure): a list only while some
+        wait, () otherwise, so an idle connection keeps none."""
+        held = self._pending_packets
+        if held.__class__ is tuple:
+            held = self._pending_packets = []
+        return held
 
     def _tls_hint(self) -> str:
         settings = self.broker.settings
@@ -236,12 +258,15 @@ class Connection(asyncio.Protocol):
         return plain_port_hint("MQTT", sock[1] if sock else None, tls_port, "[tls]")
 
     def _handle_packets(self, packets: list[Any]) -> None:
+        """Handle packets in order; back-pressure (``_Paused``) keeps the rest for when it ends."""
+        it = iter(packets)
+        packet = None
         try:
-            for packet in packets:
+            for packet in it:
                 if self.state == _CLOSING:
                     return
                 if self.state == _CONNECTING:  # a CONNECT in this batch is still being authenticated
-                    self._pending_packets.append(packet)
+                    self._held().append(packet)
                     continue
                 if self.state == _NEW and type(packet) is not Connect:
                     raise MQTTError(ReasonCode.PROTOCOL_ERROR, "the first packet must be CONNECT")
@@ -249,6 +274,11 @@ class Connection(asyncio.Protocol):
                 if handler is None:
                     raise MQTTError(ReasonCode.PROTOCOL_ERROR, f"unexpected {type(packet).__name__} from client")
                 handler(self, packet)
+        except _Paused as paused:
+            rest = list(it)
+            if paused.again:
+                rest.insert(0, packet)
+            self._held()[:0] = rest
         except MQTTError as exc:
             self.protocol_error(exc.reason_code, exc.message)
         except Exception:  # a bug must cost one connection, never the broker
@@ -628,43 +658,55 @@ class Connection(asyncio.Protocol):
             if interval is not None:
                 msg.expires_at = msg.received_at + interval
         try:
-            commit = broker.publish(msg, self.identity)
+            commit = broker.publish(msg, self.identity, hold=True)
         except PublishRefused as refusal:
             if refusal.reason_code == ReasonCode.PACKET_TOO_LARGE:
                 raise MQTTError(refusal.reason_code, refusal.message) from None
             return self._reject_publish(p, refusal.reason_code, refusal.message)
+        except PublishHeld as held:  # nothing was routed: this publish is handled again once there is room
+            self.msgs_in -= 1
+            self._apply_backpressure(held.sessions, again=True)
+            return None  # not reached while connected
+        if broker.unqueued:  # every subscriber's queue was full: dropped (counted), and said so if we can
+            broker.unqueued = False
+            if self.v5 and qos:
+                return self._reject_publish(p, ReasonCode.QUOTA_EXCEEDED,
+                                            "no subscriber could take the message: their queues are full")
         if qos:
             self.inbound_pending += 1
-        if broker.congested:
-            self._apply_backpressure()
-        if qos == 0:
-            return None
-        if qos == 2:
-            self.session.inbound_qos2.add(p.packet_id)
-            if self.session.persistent and broker.storage is not None:
-                broker.storage.add_inbound_qos2(self.client_id, p.packet_id)
-        if commit is None:
-            self._ack_publish(p.packet_id, qos, 0)
-        else:
-            commit.add_done_callback(lambda f, pid=p.packet_id, q=qos: self._ack_after_commit(f, pid, q))
+            if qos == 2:
+                self.session.inbound_qos2.add(p.packet_id)
+                if self.session.persistent and broker.storage is not None:
+                    broker.storage.add_inbound_qos2(self.client_id, p.packet_id)
+            if commit is None:
+                self._ack_publish(p.packet_id, qos, 0)
+            else:
+                commit.add_done_callback(lambda f, pid=p.packet_id, q=qos: self._ack_after_commit(f, pid, q))
+        if broker.congested:  # queued, past half a subscriber's queue: read nothing more until it drains
+            sessions, broker.congested = broker.congested, []
+            self._apply_backpressure(sessions, again=False)
         return None
 
-    def _apply_backpressure(self) -> None:
-        """A subscriber's queue is filling: stop reading this publisher until it drains (or a timeout)."""
-        sessions, self.broker.congested = self.broker.congested, []
+    def _apply_backpressure(self, sessions: list[Session], *, again: bool) -> None:
+        """Subscribers' queues are full or filling: stop handling and reading this publisher until one of them
+        drains (or backpressure_timeout), keeping the packets not handled yet (``again``: this one too)."""
         if self.state != _CONNECTED:
             return
         for session in sessions:
             if session is not self.session:  # never wait on ourselves: we could not read our own acks
                 session.waiting_publishers.add(self)
                 self._paused_by.add(session)
-        if self._paused_by and self._backpressure_timer is None:
+        if not self._paused_by:
+            return
+        if self._backpressure_timer is None:
             self.transport.pause_reading()
             self._backpressure_timer = self._loop.call_later(self.broker.backpressure_timeout,
                                                              self._backpressure_expired)
+        raise _Paused(again)
 
     def _backpressure_expired(self) -> None:
-        """We waited backpressure_timeout: subscribers that did not drain in that time are not waited for again."""
+        """We waited backpressure_timeout: subscribers that did not drain in that time are not waited for again
+        (broker/stall.py); a publish held for one of them is then dropped for it, counted (broker/flow.py)."""
         for session in list(self._paused_by):
             session.waited_too_long()
         self.release()
@@ -679,6 +721,17 @@ class Connection(asyncio.Protocol):
             session.waiting_publishers.discard(self)
         self._paused_by.clear()
         if self.state == _CONNECTED:
+            self._loop.call_soon(self._resume)  # not from inside the subscriber's acknowledgement
+
+    def _resume(self) -> None:
+        """Handle what back-pressure held back, then read again (unless it stops us again)."""
+        if self.state != _CONNECTED or self._backpressure_timer is not None:
+            return
+        if self._pending_packets:
+            self.last_rx = self._loop.time()  # the client did send them: keep-alive counts from now
+            pending, self._pending_packets = self._pending_packets, ()  # type: ignore[assignment]
+            self._handle_packets(pending)
+        if self.state == _CONNECTED and self._backpressure_timer is None:
             self.transport.resume_reading()
 
     def _ack_after_commit(self, fut: asyncio.Future, pid: int, qos: int) -> None:

@@ -17,6 +17,7 @@ import orjson
 
 from thingcore.auth import Action, AuthResult, Identity, allow_all
 from thingcore.broker.admission import Admission, PublishRefused, who
+from thingcore.broker.flow import DROPPED, PublishHeld
 from thingcore.broker.keepalive import KeepAliveWheel
 from thingcore.broker.message import Message
 from thingcore.broker.retained import RetainedStore
@@ -127,8 +128,13 @@ class Broker:
         self.backpressure_high = max(limits.max_queued_messages // 2, 1)
         self.backpressure_low = limits.max_queued_messages // 4
         self.backpressure_timeout = limits.backpressure_timeout
+        self.first_ack_grace = min(limits.backpressure_first_ack, limits.backpressure_timeout)  # broker/stall.py
         self.congested: list[Session] = []
         self.keep_alive_wheel = KeepAliveWheel()  # every connection's keep-alive deadline, one timer
+        # online sessions whose queue was full, a hint for publish(hold=True): checked before use (broker/flow.py)
+        self.full_sessions: set[Session] = set()
+        # set by publish(hold=True) when every subscriber the QoS 1/2 message matched dropped it; the caller clears it
+        self.unqueued = False
         self.receive_maximum = limits.receive_maximum
         self.topic_alias_maximum = limits.topic_alias_maximum
         self.max_connections = limits.max_connections
@@ -357,6 +363,7 @@ class Broker:
         if session is None or session.connection is not conn:
             return
         session.connection = None
+        self.full_sessions.discard(session)
         session.release_publishers()  # an offline queue is bounded by dropping, not by waiting
         now = time.time()
         session.disconnected_at = now
@@ -411,6 +418,7 @@ class Broker:
             self.router.remove(session, bare, group)
         session.subscriptions.clear()
         session.discarded = True
+        self.full_sessions.discard(session)
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
         if self.storage is not None:
@@ -474,7 +482,7 @@ class Broker:
         group, bare = parse_shared(sub.filter)
         self.router.remove(sub, bare, group)
 
-    def publish(self, msg: Message, origin: Identity | None = None) -> asyncio.Future | None:
+    def publish(self, msg: Message, origin: Identity | None = None, *, hold: bool = False) -> asyncio.Future | None:
         """Admit one message through the gate (when it comes from a client: ``origin``) and route it to every
         matching subscriber that may receive it.
 
@@ -482,34 +490,47 @@ class Broker:
         or a future that resolves once every copy owed to a persistent session (and a retained message, and
         the rules engine's outbox entries) is committed to storage: the publisher's acknowledgement waits
         for it. ``origin`` None is the broker's own services speaking (shadow answers, lifecycle events).
+
+        ``hold``: the caller can wait (an MQTT connection, an HTTP request). A QoS 1/2 message that an online
+        subscriber's full queue cannot take then raises :class:`~thingcore.broker.flow.PublishHeld` before
+        anything is routed, and ``unqueued`` tells it afterwards when no subscriber could take the message.
         """
         if origin is not None:
             self.admission.admit(msg, origin)
-        stats = self.stats
-        stats.msgs_in += 1
         if self.congested:  # congestion is reported for the latest publish only; in-process publishers ignore it
             self.congested = []
-        if msg.topic.startswith("$aws/rules/") and self.rules_ingest is not None:
+        topic = msg.topic
+        if topic.startswith("$aws/rules/") and self.rules_ingest is not None:
+            self.stats.msgs_in += 1
             return self.rules_ingest(msg)
+        match = self.router.match(topic)
+        if self.full_sessions and hold and msg.qos:
+            blockers = self._blockers(match, msg)
+            if blockers:
+                raise PublishHeld(blockers)
+        self.stats.msgs_in += 1
         futures: list[asyncio.Future] | None = None
         if msg.retain:
             fut = self._retain(msg)
             if fut is not None and msg.qos:
                 futures = [fut]
-        topic = msg.topic
-        match = self.router.match(topic)
         cache: dict = {}
         check = not self.authorize_all
         sender = msg.client_id
+        drops = skipped = 0
         for t in match.targets:
             sub = t.subscriber
             if t.no_local and sub.client_id == sender:
+                skipped += 1
                 continue
             if check and sub.identity is not None and not sub.may_receive(topic):
+                skipped += 1
                 continue
             fut = sub.deliver(msg, t.qos, msg.retain and t.retain_as_published, t.subscription_ids, cache)
             if fut is not None:
-                if futures is None:
+                if fut is DROPPED:
+                    drops += 1
+                elif futures is None:
                     futures = [fut]
                 else:
                     futures.append(fut)
@@ -517,20 +538,78 @@ class Broker:
             for group, members in match.shared_groups:
                 fut = self._deliver_shared(msg, group, members, cache, check)
                 if fut is not None:
-                    if futures is None:
+                    if fut is DROPPED:
+                        drops += 1
+                    elif futures is None:
                         futures = [fut]
                     else:
                         futures.append(fut)
+        if drops and hold and msg.qos and not (msg.retain and msg.payload):
+            if match.shared_groups:
+                self.unqueued = self._nobody_took(match, msg, drops)
+            else:
+                self.unqueued = drops >= len(match.targets) - skipped
         if futures is None:
             return None
         if len(futures) == 1:
             return futures[0]
         return asyncio.gather(*futures)
 
+    def _blockers(self, match: Any, msg: Message) -> list[Session] | None:
+        """The online sessions among a message's QoS 1/2 targets whose full queues it has to wait for: not
+        known stuck, not the publisher's own (broker/flow.py). Entries of ``full_sessions`` that are no
+        longer full, or offline, are forgotten on the way."""
+        full = self.full_sessions
+        sender = msg.client_id
+        check = not self.authorize_all
+        topic = msg.topic
+        out: list[Session] | None = None
+        for t in match.targets:
+            sub = t.subscriber
+            if t.qos and sub in full and self._blocks(sub, sender, check, topic):
+                if out is None:
+                    out = [sub]
+                else:
+                    out.append(sub)
+        for _group, members in match.shared_groups:
+            if not any(m in full for m in members):
+                continue
+            eligible = [(m, e) for m, e in members.items()
+                        if not check or m.identity is None or m.may_receive(topic)]
+            if eligible and all(e.qos and m in full and self._blocks(m, sender, False, topic) for m, e in eligible):
+                out = (out or []) + [m for m, _e in eligible]
+        return out
+
+    def _blocks(self, session: Session, sender: str | None, check: bool, topic: str) -> bool:
+        if not session.holds_publishers or not session.would_drop():  # stuck, offline, or drained
+            self.full_sessions.discard(session)
+            return False
+        if session.client_id == sender:
+            return False
+        return not check or session.identity is None or session.may_receive(topic)
+
+    def _nobody_took(self, match: Any, msg: Message, drops: int) -> bool:
+        """Every subscriber the message was delivered to dropped it (``drops`` of them): their queues were full."""
+        check = not self.authorize_all
+        topic = msg.topic
+        sender = msg.client_id
+        tried = 0
+        for t in match.targets:
+            sub = t.subscriber
+            if t.no_local and sub.client_id == sender:
+                continue
+            if check and sub.identity is not None and not sub.may_receive(topic):
+                continue
+            tried += 1
+        for _group, members in match.shared_groups:
+            if any(not check or m.identity is None or m.may_receive(topic) for m in members):
+                tried += 1
+        return drops >= tried
+
     def _deliver_shared(self, msg: Message, group: str, members: dict, cache: dict,
                         check: bool) -> asyncio.Future | None:
         """One member of the group gets the message: round robin over those that may receive it, preferring
-        members connected right now; when no member may receive it, nobody does."""
+        members connected right now whose queue has room; when no member may receive it, nobody does."""
         if not members:
             return None
         items = list(members.items())
@@ -539,11 +618,12 @@ class Broker:
         n = len(items)
         chosen = fallback = None
         topic = msg.topic
+        full = self.full_sessions
         for i in range(n):
             sub, entry = items[(start + i) % n]
             if check and sub.identity is not None and not sub.may_receive(topic):
                 continue
-            if getattr(sub, "connection", True) is not None:
+            if getattr(sub, "connection", True) is not None and not (full and sub in full and sub.would_drop()):
                 chosen = (sub, entry)
                 self._shared_rr[key] = (start + i + 1) % n
                 break

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from thingcore.auth import Action, Identity
+from thingcore.broker.flow import DROPPED, Dropped, QueueFullLog
 from thingcore.broker.message import Message
 from thingcore.broker.router import Entry
 from thingcore.broker.stall import StallWatch
@@ -90,6 +91,7 @@ class _DropLog:
 
 
 _drop_log = _DropLog()
+_queue_full_log = QueueFullLog()
 
 
 _NO_VERDICTS: Mapping[str, bool] = MappingProxyType({})  # every session's receive cache until its first verdict
@@ -237,8 +239,9 @@ class Session:
     # -- delivery --------------------------------------------------------------------------------
 
     def deliver(self, msg: Message, qos: int, retain: bool, sids: tuple[int, ...],
-                cache: dict) -> asyncio.Future | None:
-        """Send now, keep in flight, or queue; returns a storage future the publisher's ack waits on."""
+                cache: dict) -> asyncio.Future | Dropped | None:
+        """Send now, keep in flight, or queue; returns a storage future the publisher's ack waits on, or
+        DROPPED when the queue was full (broker/flow.py)."""
         conn = self.connection
         if qos > msg.qos:
             qos = msg.qos
@@ -248,13 +251,12 @@ class Session:
                 conn.send_publish(msg, 0, retain, sids, 0, False, cache)
             elif self.persistent and broker.queue_qos0:
                 if len(self.queue) + self.backlog >= broker.max_queued:
-                    broker.stats.dropped += 1
-                else:
-                    self._queue().append(Outgoing(0, msg, 0, retain, sids))
+                    return self._drop(conn)
+                self._queue().append(Outgoing(0, msg, 0, retain, sids))
             return None
         storage = broker.storage if self.persistent else None
         if conn is None and storage is not None and not msg.store_id and self._over_bytes(storage, msg):
-            return None
+            return DROPPED
         out = Outgoing(self._next_seq, msg, qos, retain, sids)
         self._next_seq += 1
         if conn is not None and not self.queue and not self.backlog and not self._page \
@@ -264,17 +266,46 @@ class Session:
             self.inflight[out.packet_id] = out
             conn.send_publish(msg, qos, retain, sids, out.packet_id, False, cache)
         else:
-            if conn is not None and self.stall_watch is None:
+            if conn is not None and self.stall_watch is None and not conn.closing:
                 self.stall_watch = StallWatch(self, conn)
-            if len(self.queue) + self.backlog + len(self._page) >= broker.max_queued:
-                broker.stats.dropped += 1
-                return None
+            queued = len(self.queue) + self.backlog + len(self._page)
+            if queued >= broker.max_queued:
+                return self._drop(conn)
             self._queue().append(out)
-            if conn is not None and len(self.queue) >= broker.backpressure_high and self.worth_waiting_for:
-                broker.congested.append(self)
+            if conn is not None:
+                queued += 1
+                if queued >= broker.backpressure_high and self.worth_waiting_for:
+                    broker.congested.append(self)
+                if queued >= broker.max_queued and self.holds_publishers:  # the next publish waits (broker/flow.py)
+                    broker.full_sessions.add(self)
         if storage is not None:
             return self._store(storage, out)
         return None
+
+    def _drop(self, conn: Connection | None) -> Dropped:
+        """The queue is full: the message is dropped for this session, counted and logged (once a minute)."""
+        broker = self.broker
+        broker.stats.dropped += 1
+        if conn is not None and self.holds_publishers:
+            broker.full_sessions.add(self)
+        _queue_full_log.dropped(self, conn is not None)
+        return DROPPED
+
+    def would_drop(self) -> bool:
+        """The next QoS 1/2 message for this session would be dropped: its queue is at max_queued_messages."""
+        queued = len(self.queue) + self.backlog + len(self._page)
+        if queued < self.broker.max_queued:
+            return False
+        conn = self.connection
+        return queued > 0 or conn is None or len(self.inflight) >= conn.send_quota
+
+    @property
+    def holds_publishers(self) -> bool:
+        """A publish its full queue cannot take waits for room instead of being dropped for it: the client is
+        online and watched, and not known stuck (broker/stall.py); a watch stopped for a client being
+        disconnected holds nobody either."""
+        watch = self.stall_watch
+        return watch is not None and not watch.stuck and self.connection is not None
 
     def _over_bytes(self, storage: Storage, msg: Message) -> bool:
         """A message not stored yet, for an offline session, beyond ``max_queued_bytes``: it is dropped."""
@@ -317,8 +348,8 @@ class Session:
                 self._read_page()
         if not (self.backlog or self._page):
             self._send_from(self.queue, conn)
-            if self._waiting and len(self.queue) <= self.broker.backpressure_low:
-                self.release_publishers()
+        if self._waiting and self.queued_count <= self.broker.backpressure_low:
+            self.release_publishers()
         if self.stall_watch is None and self.has_backlog(conn):  # e.g. resumed with messages waiting
             self.stall_watch = StallWatch(self, conn)
 
@@ -342,6 +373,8 @@ class Session:
                 storage.replace_message(self.client_id, out.seq, out.delivery_record())
 
     def release_publishers(self) -> None:
+        """The queue drained (or the client went away, or is stuck): publishers waiting for it go on."""
+        self.broker.full_sessions.discard(self)
         for publisher in list(self._waiting or ()):
             publisher.release()
 
@@ -367,7 +400,7 @@ class Session:
     def waited_too_long(self) -> None:
         """A publisher waited backpressure_timeout for this session's queue to drain, in vain: it is stuck."""
         conn = self.connection
-        if conn is None or len(self.queue) <= self.broker.backpressure_low:
+        if conn is None or self.queued_count <= self.broker.backpressure_low:
             return
         if self.stall_watch is None:
             self.stall_watch = StallWatch(self, conn)
@@ -380,6 +413,8 @@ class Session:
             return
         if self.stall_watch is not None:  # a new connection is judged afresh (pump starts a watch if needed)
             self.stall_watch.stop()
+        if self.would_drop():  # publishers wait for it to drain (broker/flow.py)
+            self.broker.full_sessions.add(self)
         for out in list(self.inflight.values()):
             if out.state == RELEASED:
                 conn.send_pubrel(out.packet_id)

@@ -4,8 +4,12 @@ A session has a *backlog* while its client's receive window is full or messages 
 then does a :class:`StallWatch` exist for it, checking on a timer whether the client acknowledged anything
 (PUBACK, PUBREC, PUBCOMP) since the last check:
 
-- Publishers are paused only for a subscriber that shows progress (it acknowledged something since its
-  backlog began): one that never acknowledged anything costs nobody a pause, however often it reconnects.
+- Publishers are paused at half its queue only for a subscriber that shows progress (it acknowledged
+  something since its backlog began). A publish its full queue cannot take waits for it too while it is
+  new (broker/flow.py): its client may not have had a loop turn yet to acknowledge the first messages
+  of a burst. One that acknowledges nothing within ``backpressure_first_ack`` of its backlog beginning is stuck,
+  so a client that subscribes and never reads costs a publisher at most that, once per connection, and
+  only if it fills its queue within that time; its first acknowledgement makes it trusted again.
 - A subscriber that acknowledged nothing for ``backpressure_timeout``, or whose queue did not drain to a
   quarter while a publisher waited ``backpressure_timeout`` for it, is *stuck*: no publisher is paused
   for it any more. Its queue fills and then drops (counted in ``dropped``) while everyone else keeps
@@ -45,13 +49,16 @@ class StallWatch:
         self.since = loop.time()  # the last time the client was seen making progress
         broker = session.broker
         self.handle: asyncio.TimerHandle | None = loop.call_later(
-            min(broker.backpressure_timeout, broker.slow_consumer_timeout), self.check)
+            min(broker.first_ack_grace, broker.slow_consumer_timeout), self.check)
 
     def acked(self) -> None:
-        """A PUBACK, PUBREC or PUBCOMP: progress; a stuck subscriber that has drained is trusted again."""
+        """A PUBACK, PUBREC or PUBCOMP: progress; a stuck subscriber that has drained, or that was stuck for
+        not acknowledging its first message in time, is trusted again."""
         self.acks += 1
-        if self.stuck and len(self.session.queue) <= self.session.broker.backpressure_low:
+        if self.stuck and (self.acks == 1 or self.session.queued_count <= self.session.broker.backpressure_low):
             self.stuck = False
+            if self.session.would_drop():  # full: the next publish for it waits again (broker/flow.py)
+                self.session.broker.full_sessions.add(self.session)
 
     def mark_stuck(self, why: str) -> None:
         """No publisher waits for this subscriber from now on (those waiting are released)."""
@@ -91,9 +98,10 @@ class StallWatch:
             conn.drop_slow_consumer(f"no acknowledgement for {stalled:.1f} s with {len(session.inflight)} "
                                     f"messages in flight and {len(session.queue)} queued")
             return
-        if stalled >= broker.backpressure_timeout:
-            self.mark_stuck(f"no acknowledgement for {stalled:.1f} s")
+        grace = broker.first_ack_grace
+        if stalled >= broker.backpressure_timeout or (not self.acks and stalled >= grace):
+            self.mark_stuck(f"no acknowledgement for {stalled:.2f} s")
         delay = broker.slow_consumer_timeout - stalled
         if not self.stuck:
-            delay = min(delay, broker.backpressure_timeout - stalled)
+            delay = min(delay, (grace if not self.acks else broker.backpressure_timeout) - stalled)
         self.handle = loop.call_later(delay, self.check)

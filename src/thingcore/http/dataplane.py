@@ -15,7 +15,7 @@ import binascii
 import random
 import uuid
 from bisect import bisect_right
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -25,11 +25,15 @@ from starlette.routing import Route
 
 from thingcore.auth import Action, Identity
 from thingcore.broker.admission import PublishRefused
+from thingcore.broker.flow import PublishHeld
 from thingcore.broker.message import Message
 from thingcore.http.caller import Callers
 from thingcore.http.errors import AWSError
 from thingcore.mqtt import MQTTError, ReasonCode
 from thingcore.mqtt.topics import validate_topic_name
+
+if TYPE_CHECKING:
+    from thingcore.broker.session import Session
 
 _BAD = "InvalidRequestException"
 _MAX_EXPIRY = 0xFFFFFFFF
@@ -218,12 +222,21 @@ class DataPlane:
         msg = Message(topic, body, qos, retain, props, None, identity.principal, identity.address)
         if expiry is not None:
             msg.expires_at = msg.received_at + expiry
-        try:
-            commit = broker.publish(msg, identity)
-        except PublishRefused as refusal:
-            raise refusal_error(topic, refusal) from None
-        if broker.congested:
-            await self._backpressure()
+        while True:  # a subscriber's full queue: wait for room before routing it (broker/flow.py)
+            try:
+                commit = broker.publish(msg, identity, hold=True)
+                break
+            except PublishRefused as refusal:
+                raise refusal_error(topic, refusal) from None
+            except PublishHeld as held:
+                await self._backpressure(held.sessions)
+        if broker.unqueued:
+            broker.unqueued = False
+            raise AWSError(429, "ThrottlingException",
+                           f"cannot publish to {topic!r}: no subscriber could take the message, their queues are full")
+        if broker.congested:  # queued, past half a subscriber's queue: answer once it drains
+            sessions, broker.congested = broker.congested, []
+            await self._backpressure(sessions)
         if qos and commit is not None:
             try:
                 await commit
@@ -232,10 +245,9 @@ class DataPlane:
         trace = str(uuid.UUID(int=random.getrandbits(128), version=4))  # an id, not a secret: no syscall
         return _json({"message": "OK", "traceId": trace}, {"x-amzn-RequestId": trace})
 
-    async def _backpressure(self) -> None:
-        """A subscriber's queue is filling: answer once it drains (or after backpressure_timeout)."""
+    async def _backpressure(self, sessions: list[Session]) -> None:
+        """Subscribers' queues are full or filling: go on once one drains (or after backpressure_timeout)."""
         broker = self.broker
-        sessions, broker.congested = broker.congested, []
         waiter = _Waiter(asyncio.get_running_loop().create_future())
         for session in sessions:
             session.waiting_publishers.add(waiter)
