@@ -215,8 +215,10 @@ def test_cloudwatch_logs_lines_per_group(iot, client: PahoClient, server: Thingc
     assert sorted(json.loads(line)["message"] for line in lines) == sorted(['{"n":1}', "plain text"])
     assert json.loads(lines[0])["logGroupName"] == "/iot/g1"
     batch = server.data_dir / "logs" / f"batch-{name}.jsonl"
-    wait_for(batch.exists, what=str(batch))
-    got = [json.loads(line) for line in batch.read_text().splitlines()]
+    # the file appears before its lines are written: wait for the lines, not for the file
+    text = wait_for(lambda: batch.exists() and len(batch.read_text().splitlines()) >= 2 and batch.read_text(),
+                    what=f"two lines in {batch}")
+    got = [json.loads(line) for line in text.splitlines()]
     assert [(e["timestamp"], e["message"]) for e in got] == [(1700000000000, "a"), (1700000000001, "b")]
 
 
