@@ -9,11 +9,23 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def _word_of_bool(value: Any) -> Any:
+    """TOML's true/false for a setting whose values are words: "true" / "false"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+_WORDS = BeforeValidator(_word_of_bool)
+#: who may come in without credentials: "loopback" addresses only, "true" anyone, "false" nobody
+LoopbackSwitch = Annotated[Literal["loopback", "true", "false"], _WORDS]
 
 
 class _Section(BaseModel):
@@ -48,19 +60,12 @@ class AccessRule(_Section):
 
 
 class AuthSettings(_Section):
-    allow_anonymous: Literal["loopback", "true", "false"] = Field(
+    allow_anonymous: LoopbackSwitch = Field(
         "loopback", description="Anonymous MQTT clients: only from loopback addresses (default), always, or never "
         "(HTTP callers: see http.allow_anonymous)"
     )
     password_file: Path | None = Field(None, description="Password file managed with `thingcore passwd`")
     acl: list[AccessRule] = Field(default_factory=list, description="Access rules, first match wins")
-
-    @field_validator("allow_anonymous", mode="before")
-    @classmethod
-    def _bool_to_word(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return value
 
 
 class LimitSettings(_Section):
@@ -141,16 +146,9 @@ class RegistrySettings(_Section):
 
 class AdminSettings(_Section):
     token: str | None = Field(None, min_length=16, description="Bearer token required by the /api/v1 admin API")
-    allow_unauthenticated: Literal["loopback", "true", "false"] = Field(
+    allow_unauthenticated: LoopbackSwitch = Field(
         "loopback", description="Without a token: admin API from loopback addresses only (default), always, never"
     )
-
-    @field_validator("allow_unauthenticated", mode="before")
-    @classmethod
-    def _bool_to_word(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return value
 
 
 class RulesSettings(_Section):
@@ -268,7 +266,7 @@ class AccessKey(_Section):
 class HTTPSettings(_Section):
     certfile: Path | None = Field(None, description="PEM certificate (chain): the HTTP port serves HTTPS and wss")
     keyfile: Path | None = Field(None, description="PEM private key of that certificate")
-    verify_signatures: Literal["true", "false", "non-loopback"] = Field(
+    verify_signatures: Annotated[Literal["true", "false", "non-loopback"], _WORDS] = Field(
         "non-loopback",
         description="AWS SigV4 checks: `true` every request and WebSocket upgrade must be signed with an access key; "
         "`non-loopback` (default) signatures are checked except from loopback clients signing with an unknown key; "
@@ -303,19 +301,13 @@ class HTTPSettings(_Section):
         1000, ge=0, description="Open HTTP connections (not counting upgraded WebSockets); one more gets 503 and is "
         "closed at once (0: unlimited)",
     )
-    allow_anonymous: Literal["loopback", "true", "false"] = Field(
+    allow_anonymous: LoopbackSwitch = Field(
         "loopback",
         description="Unsigned HTTP callers of the data plane (publish, retained messages, shadows): from loopback "
         "addresses only (default), always, or never. Independent of auth.allow_anonymous (MQTT only); "
         "managing (rules, things, /api/v1) is never open to them (see [admin])",
     )
 
-    @field_validator("verify_signatures", "allow_anonymous", mode="before")
-    @classmethod
-    def _bool_to_word(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return value
 
     @field_validator("allowed_origins")
     @classmethod
